@@ -1,0 +1,28 @@
+"""Start or join Ray: embedded and sized for this machine without an address, a cluster with one."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None) -> None:
+    """Connect to ``address`` (``auto``, ``ray://…``) or start an embedded Ray; no-op if already up."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled") if address is None else None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+        return
+    store = (object_store_mb or 512) * 1024 * 1024
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count(),
+        object_store_memory=store,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )

@@ -1,0 +1,117 @@
+"""Shared fixtures: one Ray session and one local S3 endpoint (moto) for the whole test run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_faces"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Set before Ray starts so every Ray worker inherits the local S3 endpoint and credentials.
+S3_PORT = _free_port()
+S3_ENDPOINT = f"http://127.0.0.1:{S3_PORT}"
+os.environ.update(
+    {
+        "AWS_ENDPOINT_URL": S3_ENDPOINT,
+        "AWS_ENDPOINT_URL_S3": S3_ENDPOINT,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_TRAIN_V2_ENABLED": "1",
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray (2 CPUs, small object store) shared by every test that needs it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            object_store_memory=256 * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1, started and stopped by this fixture (by PID)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(S3_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", S3_PORT), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto S3 server did not start")
+    yield S3_ENDPOINT
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the local endpoint; yields its ``s3://`` URI."""
+    import uuid
+
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    yield f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def real_faces_dir() -> Path:
+    if not SHARED_FACES.is_dir():
+        pytest.skip("../shared/data/real_faces is absent")
+    return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> str:
+    """An untrained tiny detector saved as a checkpoint bundle (pipeline tests need no trained model)."""
+    import numpy as np
+    import torch
+
+    from deepgen.bundle import save_bundle
+    from deepgen.models import ModelConfig, create_detector
+
+    torch.manual_seed(0)
+    model = create_detector(ModelConfig(image_size=48))
+    ref = np.random.default_rng(0).normal(size=(64, model.num_features))
+    out = str(tmp_path_factory.mktemp("bundle") / "tiny")
+    save_bundle(out, model, temperature=1.5, reference=ref, datasets=["t"])
+    return out
