@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("deepgen.synth.command:synth", "Render procedural face videos and forgeries in a real dataset layout."),
     "manifest": ("deepgen.datasets.command:manifest", "Read a dataset tree (local or s3://) into a manifest."),
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
+    "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),
 }

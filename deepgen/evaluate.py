@@ -1,0 +1,313 @@
+"""``deepgen evaluate``: one or more checkpoints against N faces tables, no retraining.
+
+Scoring runs on Ray Data (model actors over the encoded crops); the driver aggregates frames to
+videos and writes ``metrics.json``, ``predictions.parquet`` (one row per video) and
+``report.html`` with its plots: per-dataset metrics and ROC curves, the cross-dataset AUC heatmap,
+calibration before/after the checkpoint's temperature, coverage curves, the shift of each dataset's
+features against the checkpoint's training features, and, where asked, artifact-evidence AUCs,
+subgroup metrics, the ensemble row and adversarial robustness.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from deepgen import storage
+from deepgen.errors import DeepgenError
+
+FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
+
+
+def read_faces_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A faces table from a ``deepgen extract`` output directory (its ``faces/``) or a table path."""
+    inner = storage.join(uri, "faces")
+    return storage.read_table(inner if storage.exists(inner) else uri, columns=columns)
+
+
+class FrameScorer:
+    """Ray Data actor: per-frame logit, MC-dropout samples, features and artifact evidence."""
+
+    def __init__(self, checkpoint: str, mc_passes: int, evidence: bool):
+        import torch
+
+        from deepgen.bundle import load_bundle
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(1)
+        self.bundle = load_bundle(checkpoint, map_location=self.device)
+        self.mc_passes, self.evidence = mc_passes, evidence
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        from deepgen.faces.crop import decode_image
+
+        model = self.bundle.model
+        images = [decode_image(b) for b in batch.column("image").to_pylist()]
+        x = model.preprocess(images).to(self.device)
+        with torch.no_grad():
+            out = model(x)
+            mc = model.mc_dropout_logits(x, self.mc_passes).float().cpu().numpy() if self.mc_passes else None
+        cols = {
+            "media_id": batch.column("media_id"),
+            "frame_index": batch.column("frame_index"),
+            "logit": pa.array(out["logit"].float().cpu().numpy().astype(np.float64)),
+            "features": pa.array(list(out["features"].float().cpu().numpy()), pa.list_(pa.float32())),
+        }
+        if mc is not None:
+            cols["mc_logits"] = pa.array(list(mc.T.astype(np.float32)), pa.list_(pa.float32()))
+        if self.evidence:
+            from deepgen.artifacts import high_frequency_ratio, spectral_peak_score
+
+            cols["frequency_score"] = pa.array([spectral_peak_score(im) for im in images], pa.float64())
+            cols["hf_ratio"] = pa.array([high_frequency_ratio(im) for im in images], pa.float64())
+        return pa.table(cols)
+
+
+def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence: bool = False,
+                 batch_size: int = 64, workers: int | None = None) -> pd.DataFrame:
+    """Frame-level outputs of one checkpoint for every row of ``faces`` (Ray Data, actor pool)."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    n = workers or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
+    # blocks cut on the driver: no upstream tasks compete with the actor pool for CPUs
+    cols = faces.select(["media_id", "frame_index", "image"])
+    ds = ray.data.from_arrow([cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)])
+    ds = ds.map_batches(FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
+                                                            "evidence": evidence},
+                        batch_size=batch_size, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if gpus else 0, num_cpus=1)
+    out = pa.concat_tables(list(ds.iter_batches(batch_size=4096, batch_format="pyarrow"))).to_pandas()
+    meta = faces.drop_columns([c for c in ("image", "box", "landmarks") if c in faces.column_names]).to_pandas()
+    return meta.merge(out, on=["media_id", "frame_index"], how="inner", validate="one_to_one")
+
+
+def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Mean frame logit per video, calibrated with ``temperature``; returns (videos, mean features)."""
+    frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
+    keep = [c for c in ("dataset", "label", "method", *group_cols) if c in frames.columns]
+    agg = {"logit": "mean", "frame_index": "size", **{c: "first" for c in keep}}
+    for c in ("frequency_score", "hf_ratio"):
+        if c in frames.columns:
+            agg[c] = "mean"
+    videos = frames.groupby("media_id", sort=True).agg(agg).rename(columns={"frame_index": "n_frames"})
+    feats = np.stack(frames.groupby("media_id", sort=True)["features"].apply(lambda s: np.mean(np.stack(s.to_numpy()), 0)).to_numpy())
+    videos["score_raw"] = 1.0 / (1.0 + np.exp(-videos["logit"]))
+    videos["score"] = 1.0 / (1.0 + np.exp(-videos["logit"] / temperature))
+    if "mc_logits" in frames.columns:
+        from deepgen.evaluation.uncertainty import mc_uncertainty
+
+        mc = frames.groupby("media_id", sort=True)["mc_logits"].apply(lambda s: np.mean(np.stack(s.to_numpy()), 0))
+        samples = 1.0 / (1.0 + np.exp(-np.stack(mc.to_numpy()).T / temperature))  # passes x videos
+        u = mc_uncertainty(samples)
+        videos["uncertainty"] = u["mutual_information"]
+        videos["predictive_entropy"] = u["predictive_entropy"]
+    return videos.reset_index(), feats
+
+
+def evaluate(
+    checkpoints: list[str],
+    faces: list[str],
+    out: str,
+    split: str = "test",
+    mc_passes: int = 10,
+    evidence: bool = True,
+    subgroups: list[str] | None = None,
+    adversarial: bool = False,
+    address: str | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Score every faces table with every checkpoint, compute the cross-dataset protocol, write the report."""
+    from deepgen.bundle import load_bundle
+    from deepgen.evaluation.crossdataset import cross_dataset_metrics
+    from deepgen.evaluation.metrics import compute_metrics
+    from deepgen.evaluation.report import write_report
+    from deepgen.evaluation.shift import shift_report
+    from deepgen.runtime import init_ray
+
+    if not checkpoints or not faces:
+        raise DeepgenError("evaluate needs at least one --checkpoint and one --faces table; pass both.")
+    if split not in ("train", "val", "test", "all"):
+        raise DeepgenError(f"split {split!r} is unknown; use train, val, test or all.")
+    t0 = time.perf_counter()
+    bundles = [load_bundle(c) for c in checkpoints]
+    table = _load_faces(faces, split, subgroups or [])
+    init_ray(address)
+    group_cols = [c for c in (subgroups or []) if c in table.column_names]
+    runs = []
+    for uri, b in zip(checkpoints, bundles):
+        frames = score_frames(table, uri, mc_passes=mc_passes, evidence=evidence)
+        videos, feats = video_predictions(frames, b.temperature, group_cols)
+        runs.append((uri, b, frames, videos, feats))
+    uri, main, frames, videos, feats = runs[0]
+    train_sets = _train_datasets(main)
+    cross = cross_dataset_metrics(videos, train_sets)
+    metrics: dict = {
+        "checkpoint": uri, "model_id": main.model_id, "train_datasets": train_sets, "split": split,
+        "per_dataset": {r["dataset"]: _clean(r) for r in cross["per_dataset"].to_dict("records")},
+        "summary": _clean(cross["summary"]),
+        "frame_level": {d: _clean(compute_metrics(g["label"].to_numpy(), 1 / (1 + np.exp(-g["logit"].to_numpy() / main.temperature))))
+                        for d, g in frames.groupby("dataset")},
+        "temperature": main.temperature,
+    }
+    sections: list[tuple] = []
+    shift = {}
+    for d in sorted(videos["dataset"].unique()):
+        idx = (videos["dataset"] == d).to_numpy()
+        if idx.sum() >= 5 and main.reference:
+            shift[d] = shift_report(main.reference, feats[idx], alpha=0.05, n_permutations=500)
+    metrics["shift"] = {d: _clean(r) for d, r in shift.items()}
+    matrix = None
+    if len(runs) > 1:
+        matrix, ens = _ensemble(runs, train_sets)
+        metrics["ensemble"] = ens
+        sections.append(("Ensemble", pd.DataFrame(ens["rows"]), "calibrated logits averaged with equal weights"))
+    if evidence and "frequency_score" in videos.columns:
+        ev = _evidence_aucs(videos)
+        metrics["artifact_auc"] = ev.to_dict("records")
+        sections.append(("Artifact evidence AUC", ev, "AUC of each artifact score alone, per dataset"))
+    if "method" in videos.columns:
+        per_method = _per_method(videos)
+        metrics["per_method"] = per_method.to_dict("records")
+        sections.append(("Per-method AUC (each method's fakes vs the dataset's reals)", per_method))
+    if group_cols:
+        from deepgen.evaluation.subgroups import subgroup_metrics
+
+        sg = subgroup_metrics(videos, group_cols)
+        metrics["subgroups"] = sg["summary"].to_dict("records")
+        sections += [("Subgroup metrics", sg["table"]), ("Worst-group gaps", sg["summary"])]
+    if adversarial:
+        rob = _adversarial(main, table)
+        metrics["adversarial"] = rob.to_dict("records")
+        sections.append(("Adversarial robustness (white-box PGD on face crops)", rob))
+    with storage.atomic_dir(out, overwrite=overwrite) as tmp:
+        storage.write_table(pa.Table.from_pandas(videos, preserve_index=False), storage.join(tmp, "predictions.parquet"))
+        report = write_report(tmp, videos, {"model_id": main.model_id, "temperature": main.temperature,
+                                            "faces": ", ".join(faces)},
+                              train_datasets=train_sets, temperature=main.temperature, auc_matrix=matrix,
+                              shift=shift or None, sections=sections, title=f"deepgen evaluation: {main.model_id}")
+        metrics["seconds"] = round(time.perf_counter() - t0, 2)
+        storage.write_bytes(storage.join(tmp, "metrics.json"), json.dumps(metrics, indent=2, default=_json).encode())
+    return {**metrics, "report": report.replace(str(tmp), str(out)), "out": str(out)}
+
+
+def _load_faces(faces: list[str], split: str, subgroups: list[str]) -> pa.Table:
+    tables = []
+    for uri in faces:
+        if not storage.exists(uri):
+            raise DeepgenError(f"faces table {uri} does not exist; run `deepgen extract` first or fix the path.")
+        t = read_faces_table(uri)
+        missing = [c for c in FRAME_COLUMNS if c not in t.column_names]
+        if missing:
+            raise DeepgenError(f"faces table {uri} lacks the column(s) {', '.join(missing)}; write it with `deepgen extract`.")
+        if split != "all" and "split" in t.column_names:
+            t = t.filter(pc.equal(t["split"], split))
+        keep = [c for c in (*FRAME_COLUMNS, "split", *subgroups) if c in t.column_names]
+        tables.append(t.select(keep))
+    table = pa.concat_tables(tables, promote_options="default")
+    if table.num_rows == 0:
+        raise DeepgenError(f"the faces tables hold no rows of split {split!r}; pass --split all or other tables.")
+    return table
+
+
+def _train_datasets(bundle) -> list[str]:
+    d = bundle.datasets
+    if isinstance(d, dict):
+        d = d.get("train") or d.get("datasets") or list(d)
+    return [str(x) for x in d]
+
+
+def _per_method(videos: pd.DataFrame) -> pd.DataFrame:
+    from deepgen.evaluation.metrics import compute_metrics
+
+    rows = []
+    for d, g in videos.groupby("dataset"):
+        reals = g[g["label"] == 0]
+        for m, f in g[g["label"] == 1].groupby("method"):
+            if len(reals) and len(f):
+                sub = pd.concat([reals, f])
+                rows.append({"dataset": d, "method": m, "n_fake": len(f),
+                             "auc": compute_metrics(sub["label"].to_numpy(), sub["score"].to_numpy())["auc"]})
+    return pd.DataFrame(rows)
+
+
+def _evidence_aucs(videos: pd.DataFrame) -> pd.DataFrame:
+    from deepgen.evaluation.metrics import compute_metrics
+
+    rows = []
+    for d, g in videos.groupby("dataset"):
+        row = {"dataset": d, "model": compute_metrics(g["label"].to_numpy(), g["score"].to_numpy())["auc"]}
+        for c in ("frequency_score", "hf_ratio"):
+            if c in g.columns:
+                row[c] = compute_metrics(g["label"].to_numpy(), g[c].to_numpy())["auc"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ensemble(runs, train_sets) -> tuple[pd.DataFrame, dict]:
+    from deepgen.ensemble import combine_logits
+    from deepgen.evaluation.crossdataset import cross_dataset_metrics
+
+    ids = runs[0][3]["media_id"]
+    logits = [r[3].set_index("media_id").loc[ids, "logit"].to_numpy() for r in runs]
+    temps = [r[1].temperature for r in runs]
+    z = combine_logits(logits, temperatures=temps)
+    ens = runs[0][3].assign(logit=z, score=1 / (1 + np.exp(-z)))
+    matrix_rows, rows = {}, []
+    for i, (_, b, _, videos, _) in enumerate(runs):
+        name = f"model {i}"
+        per = cross_dataset_metrics(videos, train_sets)["per_dataset"].set_index("dataset")["auc"]
+        matrix_rows[f"{name} ({b.model_id[:8]})"] = per
+        rows.append({"model": name, "model_id": b.model_id, **per.to_dict()})
+    per = cross_dataset_metrics(ens, train_sets)["per_dataset"].set_index("dataset")["auc"]
+    matrix_rows["ensemble"] = per
+    rows.append({"model": "ensemble", "model_id": "+".join(r[1].model_id[:8] for r in runs), **per.to_dict()})
+    return pd.DataFrame(matrix_rows).T, {"rows": rows}
+
+
+def _adversarial(bundle, table: pa.Table, per_class: int = 32, seed: int = 0) -> pd.DataFrame:
+    from deepgen.adversarial import robustness_table
+    from deepgen.faces.crop import decode_image
+
+    df = table.select(["image", "label"]).to_pandas()
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(df["label"].to_numpy() == c))[:per_class] for c in (0, 1)])
+    size = bundle.model.cfg.image_size
+    import cv2
+
+    imgs = np.stack([cv2.resize(decode_image(df["image"].iloc[i]), (size, size), interpolation=cv2.INTER_AREA)
+                     for i in idx])
+    model = bundle.model
+
+    def preprocess(x):
+        import torch
+
+        from deepgen.models.detector import backbone_mean_std
+
+        mean, std = backbone_mean_std(model.cfg.backbone)
+        return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+    return robustness_table(model, imgs, df["label"].to_numpy()[idx], budgets=(0.0, 1 / 255, 2 / 255, 4 / 255),
+                            attack="pgd", preprocess=preprocess, steps=5, seed=seed)
+
+
+def _clean(d):
+    return {k: _json(v) for k, v in d.items()} if isinstance(d, dict) else d
+
+
+def _json(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
