@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("deepgen.datasets.command:manifest", "Read a dataset tree (local or s3://) into a manifest."),
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
+    "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),
 }

@@ -20,6 +20,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
         return
     store = (object_store_mb or 512) * 1024 * 1024
     ray.init(
+        address="local",  # embedded: never join another cluster that happens to run on this machine
         num_cpus=num_cpus or os.cpu_count(),
         object_store_memory=store,
         include_dashboard=False,

@@ -45,6 +45,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a new embedded Ray, even when another cluster is running on the machine
             num_cpus=2,
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=False,
