@@ -11,7 +11,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     """Connect to ``address`` (``auto``, ``ray://…``) or start an embedded Ray; no-op if already up."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled") if address is None else None
     if address:
         ray.init(address=address, log_to_driver=False)
         return
@@ -19,6 +18,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
         ray.init(log_to_driver=False)
         return
     store = (object_store_mb or 512) * 1024 * 1024
+    # a private, single-user Ray: no token to manage (clusters keep Ray's default token auth)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(
         address="local",  # embedded: never join another cluster that happens to run on this machine
         num_cpus=num_cpus or os.cpu_count(),

@@ -1,0 +1,80 @@
+"""`ray job submit` runs ray_jobs/score.py unchanged against a locally started Ray head."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from deepgen.storage import read_table, write_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head --block` in its own process group, stopped by PID group at the end."""
+    pytest.importorskip("ray.dashboard.modules.job", reason="ray[default] is not installed")
+    if RAY is None:
+        pytest.skip("the ray command is not installed")
+    port, dash = _port(), _port()
+    temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dash}", "--include-dashboard=true", "--num-cpus=2",
+         "--object-store-memory=200000000", f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start --head exited with {proc.returncode}")
+        if subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the local Ray head did not come up")
+    yield address, env
+    os.killpg(proc.pid, signal.SIGKILL)  # the head and every process it started (same process group)
+    proc.wait()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_score(ray_head, real_faces_dir, tiny_bundle, tmp_path):
+    from deepgen.faces.samples import face_frames, load_rgb, write_video
+
+    address, env = ray_head
+    video = write_video(str(tmp_path / "v.mp4"), face_frames(load_rgb(real_faces_dir / "img1.jpg"), 6, 320, 240))
+    manifest = str(tmp_path / "m.parquet")
+    write_table(pa.Table.from_pylist([{"media_id": "j/v.mp4", "uri": video, "label": 1, "dataset": "j"},
+                                      {"media_id": "j/gone.mp4", "uri": str(tmp_path / "gone.mp4")}]), manifest)
+    out = str(tmp_path / "scores")
+    job = subprocess.run(
+        [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
+         sys.executable, "ray_jobs/score.py", "--manifest", manifest, "--checkpoint", tiny_bundle,
+         "--out", out, "--frames", "4"],
+        env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
+    rows = {r["media_id"]: r["status"] for r in read_table(out).to_pylist()}
+    assert rows == {"j/v.mp4": "ok", "j/gone.mp4": "missing"}
