@@ -14,6 +14,7 @@ from deepgen.errors import DeepgenError
 
 # name -> ("module:attribute" of a click command, one-line help shown by `deepgen --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("deepgen.command:demo", "The whole flow from nothing on an embedded Ray (synth to report)."),
     "synth": ("deepgen.synth.command:synth", "Render procedural face videos and forgeries in a real dataset layout."),
     "manifest": ("deepgen.datasets.command:manifest", "Read a dataset tree (local or s3://) into a manifest."),
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),

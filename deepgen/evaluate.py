@@ -118,6 +118,7 @@ def evaluate(
     faces: list[str],
     out: str,
     split: str = "test",
+    unseen_split: str = "all",
     mc_passes: int = 10,
     evidence: bool = True,
     subgroups: list[str] | None = None,
@@ -125,7 +126,11 @@ def evaluate(
     address: str | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Score every faces table with every checkpoint, compute the cross-dataset protocol, write the report."""
+    """Score every faces table with every checkpoint, compute the cross-dataset protocol, write the report.
+
+    ``split`` selects the rows of the datasets the (first) checkpoint was trained on; datasets it
+    never saw are evaluated on ``unseen_split`` (default: all their rows, none was used in training).
+    """
     from deepgen.bundle import load_bundle
     from deepgen.evaluation.crossdataset import cross_dataset_metrics
     from deepgen.evaluation.metrics import compute_metrics
@@ -135,11 +140,13 @@ def evaluate(
 
     if not checkpoints or not faces:
         raise DeepgenError("evaluate needs at least one --checkpoint and one --faces table; pass both.")
-    if split not in ("train", "val", "test", "all"):
-        raise DeepgenError(f"split {split!r} is unknown; use train, val, test or all.")
+    for s in (split, unseen_split):
+        if s not in ("train", "val", "test", "all"):
+            raise DeepgenError(f"split {s!r} is unknown; use train, val, test or all.")
     t0 = time.perf_counter()
     bundles = [load_bundle(c) for c in checkpoints]
-    table = _load_faces(faces, split, subgroups or [])
+    train_sets = _train_datasets(bundles[0])
+    table = _load_faces(faces, split, subgroups or [], seen=train_sets, unseen_split=unseen_split)
     init_ray(address)
     group_cols = [c for c in (subgroups or []) if c in table.column_names]
     runs = []
@@ -148,7 +155,6 @@ def evaluate(
         videos, feats = video_predictions(frames, b.temperature, group_cols)
         runs.append((uri, b, frames, videos, feats))
     uri, main, frames, videos, feats = runs[0]
-    train_sets = _train_datasets(main)
     cross = cross_dataset_metrics(videos, train_sets)
     metrics: dict = {
         "checkpoint": uri, "model_id": main.model_id, "train_datasets": train_sets, "split": split,
@@ -157,6 +163,7 @@ def evaluate(
         "frame_level": {d: _clean(compute_metrics(g["label"].to_numpy(), 1 / (1 + np.exp(-g["logit"].to_numpy() / main.temperature))))
                         for d, g in frames.groupby("dataset")},
         "temperature": main.temperature,
+        "calibration": _calibration(videos),
     }
     sections: list[tuple] = []
     shift = {}
@@ -199,7 +206,20 @@ def evaluate(
     return {**metrics, "report": report.replace(str(tmp), str(out)), "out": str(out)}
 
 
-def _load_faces(faces: list[str], split: str, subgroups: list[str]) -> pa.Table:
+def _calibration(videos: pd.DataFrame) -> list[dict]:
+    from deepgen.evaluation.calibration import calibration_metrics
+
+    rows = []
+    for d, g in videos.groupby("dataset"):
+        y = g["label"].to_numpy().astype(int)
+        before, after = calibration_metrics(y, g["score_raw"].to_numpy()), calibration_metrics(y, g["score"].to_numpy())
+        rows.append({"dataset": d, **{f"{k}_before": _json(v) for k, v in before.items()},
+                     **{f"{k}_after": _json(v) for k, v in after.items()}})
+    return rows
+
+
+def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[str] | None = None,
+                unseen_split: str | None = None) -> pa.Table:
     tables = []
     for uri in faces:
         if not storage.exists(uri):
@@ -208,8 +228,10 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str]) -> pa.Table:
         missing = [c for c in FRAME_COLUMNS if c not in t.column_names]
         if missing:
             raise DeepgenError(f"faces table {uri} lacks the column(s) {', '.join(missing)}; write it with `deepgen extract`.")
-        if split != "all" and "split" in t.column_names:
-            t = t.filter(pc.equal(t["split"], split))
+        if "split" in t.column_names:
+            is_seen = pc.is_in(t["dataset"], pa.array(seen or [], pa.string()))
+            chosen = pc.if_else(is_seen, pa.scalar(split), pa.scalar(unseen_split or split))
+            t = t.filter(pc.or_(pc.equal(chosen, "all"), pc.equal(t["split"], chosen)))
         keep = [c for c in (*FRAME_COLUMNS, "split", *subgroups) if c in t.column_names]
         tables.append(t.select(keep))
     table = pa.concat_tables(tables, promote_options="default")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -11,6 +12,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     """Connect to ``address`` (``auto``, ``ray://…``) or start an embedded Ray; no-op if already up."""
     if ray.is_initialized():
         return
+    quiet_ray_data()
     if address:
         ray.init(address=address, log_to_driver=False)
         return
@@ -28,3 +30,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
         log_to_driver=False,
         configure_logging=False,
     )
+
+
+def quiet_ray_data() -> None:
+    """deepgen prints its own progress; keep Ray Data's per-dataset log lines out of the terminal."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -62,9 +62,13 @@ def test_evaluate_default_split_and_errors(ray_session, tiny_bundle, faces, tmp_
     from deepgen.errors import DeepgenError
     from deepgen.evaluate import evaluate
 
-    m = evaluate([tiny_bundle], [faces[0]], str(tmp_path / "r"), mc_passes=0, evidence=False)
+    m = evaluate([tiny_bundle], [faces[0]], str(tmp_path / "r"), mc_passes=0, evidence=False, unseen_split="test")
     n_test = read_table(faces[0]).filter(pc.equal(read_table(faces[0])["split"], "test")).num_rows
     assert sum(r["n"] for r in m["per_dataset"].values()) == n_test
+    # a dataset the checkpoint never saw is evaluated on all its rows by default
+    m = evaluate([tiny_bundle], [faces[0]], str(tmp_path / "r4"), mc_passes=0, evidence=False)
+    assert sum(r["n"] for r in m["per_dataset"].values()) == read_table(faces[0]).num_rows
+    assert {r["dataset"] for r in m["calibration"]} == {"toyA"}
     with pytest.raises(DeepgenError, match="does not exist"):
         evaluate([tiny_bundle], [str(tmp_path / "nope")], str(tmp_path / "r2"))
     with pytest.raises(DeepgenError, match="not a checkpoint bundle"):

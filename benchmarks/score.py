@@ -1,0 +1,169 @@
+"""Batch-scoring throughput and memory, in one run on one corpus.
+
+Rows: (a) the seed-style loop, ``for video in dataset: model.predict(video)`` (cv2 decodes every
+frame, Haar on the sampled ones, one model call per face); (b) the best single-process version
+(GOP-skipping decode, size-hinted detection, one batched forward pass per group of videos);
+(c) the Ray Data pipeline (``deepgen.scoring.score``) on all cores, in a fresh process, with peak
+RSS of the driver and every Ray process at 1x and 4x corpus.
+
+    .venv/bin/python benchmarks/score.py [--videos 12] [--frames 150] [--sample 32]
+    # GPU machine, 10 s 1080p clips:  --width 1920 --height 1080 --frames 250 --backbone efficientnet_b0 --image-size 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from extract import make_corpus  # noqa: E402
+
+from deepgen.faces import ExtractConfig, crop_face, extract_media, get_detector  # noqa: E402
+from deepgen.faces.crop import decode_image  # noqa: E402
+from deepgen.faces.track import select_faces  # noqa: E402
+from deepgen.schema import MANIFEST_SCHEMA  # noqa: E402
+from deepgen.storage import write_table  # noqa: E402
+from deepgen.video import uniform_indices  # noqa: E402
+
+
+def make_bundle(out: str, backbone: str, image_size: int) -> str:
+    import torch
+
+    from deepgen.bundle import save_bundle
+    from deepgen.models import ModelConfig, create_detector
+
+    torch.manual_seed(0)
+    model = create_detector(ModelConfig(backbone=backbone, image_size=image_size))
+    save_bundle(out, model, reference=np.random.default_rng(0).normal(size=(64, model.num_features)))
+    return out
+
+
+def seed_loop(rows, bundle, cfg: ExtractConfig) -> int:
+    """for video in dataset: model.predict(video) -- every frame decoded, one forward pass per face."""
+    import cv2
+
+    det = get_detector("haar")
+    for row in rows:
+        cap = cv2.VideoCapture(row["uri"])
+        want = set(uniform_indices(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cfg.frames))
+        frames, i = [], 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i in want:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                s = min(1.0, cfg.max_side / max(rgb.shape[:2]))
+                frames.append(cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb)
+            i += 1
+        cap.release()
+        logits = [bundle.predict([crop_face(frames[t], d.box, cfg.size, cfg.margin)])["logit"][0]
+                  for t, d in select_faces(det.detect(frames))]
+        float(np.mean(logits)) if logits else None
+    return len(rows)
+
+
+def batched(rows, bundle, cfg: ExtractConfig, group: int = 8) -> int:
+    """extract_media per video, then one forward pass over all crops of ``group`` videos."""
+    det = get_detector("haar")
+    for i in range(0, len(rows), group):
+        crops = []
+        for row in rows[i : i + group]:
+            faces, _ = extract_media(row, cfg, det)
+            crops += [decode_image(f["image"]) for f in faces]
+        if crops:
+            bundle.predict(crops, batch_size=256)
+    return len(rows)
+
+
+RAY_CHILD = r"""
+import json, os, sys, threading, time
+sys.path.insert(0, sys.argv[5]); sys.path.insert(0, os.path.join(sys.argv[5], "benchmarks"))
+from extract import tree_rss
+peak = {"total": 0}; stop = False
+def poll():
+    while not stop:
+        peak["total"] = max(peak["total"], tree_rss(os.getpid())[0]); time.sleep(0.1)
+th = threading.Thread(target=poll, daemon=True); th.start()
+from deepgen.runtime import init_ray
+from deepgen.scoring import ScoreConfig, score
+t = time.perf_counter(); init_ray(None); started = time.perf_counter() - t
+s = score(sys.argv[1], sys.argv[2], sys.argv[3], ScoreConfig(frames=int(sys.argv[4])), overwrite=True)
+stop = True; th.join()
+s.update(peak_total_mb=peak["total"] / 2**20, ray_start=started)
+print("RESULT " + json.dumps(s))
+"""
+
+
+def ray_run(manifest: str, bundle: str, out: str, frames: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    res = subprocess.run([sys.executable, "-c", RAY_CHILD, manifest, bundle, out, str(frames), str(ROOT)],
+                         capture_output=True, text=True, env=env)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"Ray run failed:\n{res.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--frames", type=int, default=150, help="frames per clip (25 fps)")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=360)
+    ap.add_argument("--sample", type=int, default=32, help="frames sampled per clip")
+    ap.add_argument("--backbone", default="test_efficientnet")
+    ap.add_argument("--image-size", type=int, default=64)
+    a = ap.parse_args()
+    from deepgen.bundle import load_bundle
+
+    with tempfile.TemporaryDirectory(prefix="deepgen-score-bench-") as tmp:
+        tmp = Path(tmp)
+        rows = make_corpus(tmp, a.videos, a.frames, a.width, a.height)
+        m1, m4 = str(tmp / "m1.parquet"), str(tmp / "m4.parquet")
+        write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), m1)
+        rows4 = [dict(r, media_id=f"{r['media_id']}#{k}") for k in range(4) for r in rows]
+        write_table(pa.Table.from_pylist(rows4, schema=MANIFEST_SCHEMA), m4)
+        bundle_uri = make_bundle(str(tmp / "bundle"), a.backbone, a.image_size)
+        bundle = load_bundle(bundle_uri)
+        cfg = ExtractConfig(frames=a.sample, size=a.image_size)
+        print(f"corpus: {a.videos} clips, {a.frames} frames {a.width}x{a.height} H.264, {a.sample} sampled; "
+              f"model {a.backbone} @ {a.image_size}px; cores {os.cpu_count()}")
+        seed_loop(rows[:1], bundle, cfg)
+        batched(rows[:1], bundle, cfg)
+        results = []
+        for name, fn in (("(a) seed loop: model.predict(video)", seed_loop), ("(b) best single process, batched", batched)):
+            t = time.perf_counter()
+            n = fn(rows, bundle, cfg)
+            results.append((name, time.perf_counter() - t, n))
+        r1 = ray_run(m1, bundle_uri, str(tmp / "s1"), a.sample)
+        r4 = ray_run(m4, bundle_uri, str(tmp / "s4"), a.sample)
+        results += [("(c) Ray Data pipeline 1x", r1["seconds"], r1["media"]),
+                    ("(c) Ray Data pipeline 4x", r4["seconds"], r4["media"])]
+        print(f"\n{'pipeline':40s} {'sec':>8s} {'videos':>7s} {'videos/s':>9s}")
+        for name, dt, n in results:
+            print(f"{name:40s} {dt:8.2f} {n:7d} {n / dt:9.2f}")
+        best = results[1][2] / results[1][1]
+        print(f"\nRay 4x / best single process: {r4['media'] / r4['seconds'] / best:.2f}x "
+              f"(target >= 0.8 x {os.cpu_count()} cores = {0.8 * os.cpu_count():.1f}x)")
+        print(f"peak RSS (driver + all Ray processes): 1x {r1['peak_total_mb']:.0f} MB, 4x {r4['peak_total_mb']:.0f} MB,"
+              f" ratio {r4['peak_total_mb'] / r1['peak_total_mb']:.2f}")
+        print(f"embedded Ray start: {r4['ray_start']:.1f}s (not in the pipeline times); load average "
+              f"{os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
