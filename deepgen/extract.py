@@ -7,6 +7,7 @@ back to the driver, which writes the status table and commits both atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ import pyarrow as pa
 from deepgen.errors import DeepgenError
 from deepgen.faces.detect import DETECTORS
 from deepgen.faces.media import ExtractConfig, extract_media
-from deepgen.schema import FACES_SCHEMA, validate_manifest
+from deepgen.schema import FACES_SCHEMA, MANIFEST_COLUMNS, validate_manifest
 from deepgen.storage import atomic_dir, get_fs, join, read_table, write_table
 
 STATUS_SCHEMA = pa.schema(
@@ -35,8 +36,16 @@ STATUS_SCHEMA = pa.schema(
 )
 
 
-def faces_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=FACES_SCHEMA)
+def faces_schema(carry: tuple[str, ...] = ()) -> pa.Schema:
+    """The faces contract plus any extra manifest columns carried along (as strings)."""
+    return pa.schema(list(FACES_SCHEMA) + [pa.field(c, pa.string()) for c in carry])
+
+
+def faces_table(rows: list[dict], carry: tuple[str, ...] = ()) -> pa.Table:
+    for r in rows:
+        for c in carry:
+            r[c] = None if r.get(c) is None else str(r[c])
+    return pa.Table.from_pylist(rows, schema=faces_schema(carry))
 
 
 class ExtractActor:
@@ -63,7 +72,7 @@ class ExtractActor:
             # name from content so a retried task overwrites its shard instead of duplicating it
             key = hashlib.sha1("\n".join(sorted(str(r["media_id"]) for r in rows)).encode()).hexdigest()
             shard = f"part-{key[:16]}.parquet"
-            write_table(faces_table(faces), join(self.faces_dir, shard))
+            write_table(faces_table(faces, self.cfg.carry), join(self.faces_dir, shard))
         for s in statuses:
             s["shard"] = shard if s["n_faces"] else None
         return pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA)
@@ -107,8 +116,10 @@ def extract_faces(
     fs, path = get_fs(out_uri)
     if not overwrite and fs.exists(path) and (fs.isfile(path) or fs.ls(path)):
         raise DeepgenError(f"{out_uri} already exists; pass --overwrite to replace it or choose another output.")
+    carry = tuple(c for c in manifest.column_names if c not in MANIFEST_COLUMNS)
+    cfg = dataclasses.replace(cfg, carry=carry)
     rows = manifest.select(["media_id", "uri", "media_type", "label", "dataset", "method", "split",
-                            "source_id"]).to_pylist()
+                            "source_id", *carry]).to_pylist()
     init_ray(address)
     t0 = time.perf_counter()
     workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -135,7 +146,7 @@ def extract_faces(
         status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA).drop_columns(["shard"])
         write_table(status_table, join(tmp, "status", "part-00000.parquet"))
         if not any(s["n_faces"] for s in statuses):
-            write_table(faces_table([]), join(faces_dir, "part-empty.parquet"))
+            write_table(faces_table([], carry), join(faces_dir, "part-empty.parquet"))
     counts = Counter(s["status"] for s in statuses)
     return {
         "out": str(out_uri),

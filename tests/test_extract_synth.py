@@ -25,5 +25,8 @@ def test_extract_on_a_synth_tree(ray_session, tmp_path, preset):
     assert faces.num_rows == summary["faces_written"] == sum(s["n_faces"] for s in status)
     assert faces.num_rows >= 0.9 * sum(s["n_frames"] for s in status)
     by_id = {r["media_id"]: r for r in manifest.to_pylist()}
-    for f in faces.select(["media_id", "label", "split"]).to_pylist():
-        assert (f["label"], f["split"]) == (by_id[f["media_id"]]["label"], by_id[f["media_id"]]["split"])
+    for f in faces.select(["media_id", "label", "split", "skin_tone"]).to_pylist():
+        m = by_id[f["media_id"]]
+        assert (f["label"], f["split"], f["skin_tone"]) == (m["label"], m["split"], m["skin_tone"])
+    # the identity attributes of the synth sidecar ride along for subgroup metrics
+    assert manifest.column("skin_tone").null_count == 0

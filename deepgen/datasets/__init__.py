@@ -48,7 +48,35 @@ def build_manifest(dataset: str, root: str, **options) -> pa.Table:
             f"option(s) {', '.join(extra)} do not apply to the {dataset} adapter; it takes "
             f"{', '.join(allowed) or 'no options'}."
         )
-    return fn(str(root), **{k: v for k, v in options.items() if v is not None})
+    table = fn(str(root), **{k: v for k, v in options.items() if v is not None})
+    return attach_attributes(table, str(root))
+
+
+ATTRIBUTES = ("skin_tone", "skin_tone_group", "glasses", "hair_style", "hair_color", "eye_color")
+
+
+def attach_attributes(table: pa.Table, root: str) -> pa.Table:
+    """Add identity-attribute columns (skin tone, glasses, ...) when the tree carries a synth
+    ground-truth sidecar, so evaluation can report subgroup metrics; other trees are unchanged."""
+    import json
+
+    from deepgen.storage import exists, join, read_bytes
+
+    sidecar = join(root, "deepgen_groundtruth.json")
+    if not exists(sidecar):
+        return table
+    media = json.loads(read_bytes(sidecar)).get("media", {})
+    base = root.rstrip("/") + "/"
+    values: dict[str, list] = {a: [] for a in ATTRIBUTES}
+    for uri in table.column("uri").to_pylist():
+        key = uri[len(base):] if uri.startswith(base) else uri
+        attrs = (media.get(key) or media.get(key.replace("#", "::")) or {}).get("attributes") or {}
+        for a in ATTRIBUTES:
+            values[a].append(None if attrs.get(a) is None else str(attrs[a]))
+    for a in ATTRIBUTES:
+        if any(v is not None for v in values[a]):
+            table = table.append_column(a, pa.array(values[a], pa.string()))
+    return table
 
 
 def write_manifest(dataset: str, root: str, out: str, **options) -> pa.Table:

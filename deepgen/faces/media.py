@@ -35,6 +35,7 @@ class ExtractConfig:
     detect_batch: int = 8
     size_hints: bool = True  # main-track mode: search near the last face's size first
     threads: int = 0  # decoder threads; 0 = codec default, 1 inside Ray actors
+    carry: tuple[str, ...] = ()  # extra manifest columns copied onto every face row (e.g. skin_tone)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +93,7 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     kept = select_faces(dets, all_faces=cfg.all_faces)
     inv = 1.0 / sampled.scale
     faces = []
-    carried = {k: row.get(k) for k in CARRIED}
+    carried = {k: row.get(k) for k in CARRIED + tuple(cfg.carry)}
     for t, d in kept:
         crop = crop_face(frames[t], d.box, cfg.size, cfg.margin, d.landmarks, cfg.align)
         orig = d.scaled(inv)
