@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
     "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
+    "benchmark": ("deepgen.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),
 }

@@ -16,3 +16,25 @@ def demo(out, quick, workers, seed, overwrite) -> None:
     from deepgen.demo import demo as run
 
     run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, log=click.echo)
+
+
+@click.group("benchmark")
+def benchmark() -> None:
+    """Benchmarks that print a table (the performance ones live in benchmarks/)."""
+
+
+@benchmark.command("generalization")
+@click.option("--out", default="bench-out", show_default=True, help="Directory for data, runs, table and plots.")
+@click.option("--recipe", "recipes", multiple=True, default=("erm", "sbi", "dann", "supcon", "full"),
+              show_default=True, help="Recipes (configs/<name>.yaml) to train and compare.")
+@click.option("--videos", default=40, show_default=True, help="Media items per synth preset.")
+@click.option("--frames", default=8, show_default=True, help="Frames per clip (all sampled).")
+@click.option("--epochs", default=None, type=int, help="Override every recipe's epochs.")
+@click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
+@click.option("--seed", default=0, show_default=True)
+def generalization(out, recipes, videos, frames, epochs, workers, seed) -> None:
+    """Train on the FF++-like preset, test on the four others; recipes side by side."""
+    from deepgen.benchmark import generalization as run
+
+    run(out, tuple(recipes), videos=videos, frames=frames, epochs=epochs, workers=workers, seed=seed,
+        log=click.echo)

@@ -20,14 +20,9 @@ import pyarrow.compute as pc
 
 from deepgen import storage
 from deepgen.errors import DeepgenError
+from deepgen.extract import read_faces
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
-
-
-def read_faces_table(uri: str, columns: list[str] | None = None) -> pa.Table:
-    """A faces table from a ``deepgen extract`` output directory (its ``faces/``) or a table path."""
-    inner = storage.join(uri, "faces")
-    return storage.read_table(inner if storage.exists(inner) else uri, columns=columns)
 
 
 class FrameScorer:
@@ -224,7 +219,7 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[s
     for uri in faces:
         if not storage.exists(uri):
             raise DeepgenError(f"faces table {uri} does not exist; run `deepgen extract` first or fix the path.")
-        t = read_faces_table(uri)
+        t = read_faces(uri)
         missing = [c for c in FRAME_COLUMNS if c not in t.column_names]
         if missing:
             raise DeepgenError(f"faces table {uri} lacks the column(s) {', '.join(missing)}; write it with `deepgen extract`.")

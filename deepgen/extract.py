@@ -179,9 +179,12 @@ def _drop_orphans(faces_dir: str, keep: set[str]) -> None:
             fs.rm(p)
 
 
-def read_faces(out_uri: str) -> pa.Table:
-    """The faces table written by :func:`extract_faces`."""
-    return read_table(join(str(out_uri), "faces"))
+def read_faces(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """The faces table of an :func:`extract_faces` output directory (its ``faces/``), or a faces table path."""
+    from deepgen.storage import exists
+
+    inner = join(str(uri), "faces")
+    return read_table(inner if exists(inner) else str(uri), columns=columns)
 
 
 def read_status(out_uri: str) -> pa.Table:
