@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("deepgen.synth.command:synth", "Render procedural face videos and forgeries in a real dataset layout."),
     "manifest": ("deepgen.datasets.command:manifest", "Read a dataset tree (local or s3://) into a manifest."),
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
+    "train": ("deepgen.train.command:train", "Train a detector recipe on faces tables with Ray Train."),
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
     "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
     "benchmark": ("deepgen.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),

@@ -1,0 +1,120 @@
+"""Training recipes: one YAML file -> :class:`TrainConfig`, validated before any Ray worker starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from deepgen import storage
+from deepgen.augment import PerturbConfig
+from deepgen.errors import DeepgenError
+from deepgen.models import ModelConfig, check_backbone
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe: model architecture, loss weights, pseudo-fakes, perturbations and schedule."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    name: str = "erm"
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lambda_domain: float = 0.0  # DANN domain discriminator (behind gradient reversal)
+    lambda_supcon: float = 0.0  # supervised contrastive loss on the projection head
+    lambda_method: float = 0.0  # manipulation-method adversary (behind gradient reversal)
+    supcon_temperature: float = 0.1
+    grl_gamma: float = 10.0  # DANN schedule steepness: coef = 2/(1+exp(-gamma p)) - 1
+    sbi_prob: float = 0.0  # chance a real training face becomes its self-blended pseudo-fake
+    sbi_only: bool = False  # train on reals + pseudo-fakes only (the datasets' fakes are dropped)
+    crop_margin: float = 0.3  # margin extraction used; maps frame landmarks/boxes into the crop
+    num_to_keep: int = 2  # checkpoints kept, best by val_mean_auc
+    max_failures: int = 2  # worker failures survived by resuming from the last checkpoint
+    amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SECTIONS = {"model": ModelConfig, "perturb": PerturbConfig}
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise DeepgenError(
+            f"{where} has unknown key(s) {', '.join(unknown)}; use only {', '.join(sorted(known))}."
+        )
+    kwargs = {}
+    for key, value in data.items():
+        if key in _SECTIONS and cls is TrainConfig:
+            if not isinstance(value, dict):
+                raise DeepgenError(f"{where}: '{key}' must be a mapping of its settings.")
+            value = _build(_SECTIONS[key], value, f"{where} section '{key}'")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+    """Raise a one-sentence DeepgenError for an unusable recipe; return it unchanged otherwise."""
+    check_backbone(cfg.model.backbone)
+    for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lr", "weight_decay"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int | float) or value < 0:
+            raise DeepgenError(f"{where}: {name} is {value!r}; set it to a number >= 0.")
+    if cfg.lr == 0:
+        raise DeepgenError(f"{where}: lr is 0; set a positive learning rate such as 1e-3.")
+    for name in ("epochs", "batch_size", "num_to_keep"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < (2 if name == "batch_size" else 1):
+            raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set it to a positive integer"
+                               f"{' >= 2' if name == 'batch_size' else ''}.")
+    if not 0.0 <= cfg.sbi_prob <= 1.0:
+        raise DeepgenError(f"{where}: sbi_prob is {cfg.sbi_prob}; set a probability between 0 and 1.")
+    for f in fields(PerturbConfig):
+        if f.name.endswith("_p") and not 0.0 <= getattr(cfg.perturb, f.name) <= 1.0:
+            raise DeepgenError(f"{where}: perturb.{f.name} is {getattr(cfg.perturb, f.name)}; "
+                               "set a probability between 0 and 1.")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise DeepgenError(f"{where}: model.dropout is {cfg.model.dropout}; set it in [0, 1).")
+    if cfg.model.image_size < 16:
+        raise DeepgenError(f"{where}: model.image_size is {cfg.model.image_size}; use at least 16 pixels.")
+    if cfg.max_failures < -1:
+        raise DeepgenError(f"{where}: max_failures is {cfg.max_failures}; use -1 (forever) or a count >= 0.")
+    return cfg
+
+
+def load_config(config: str | dict | TrainConfig, overrides: dict | None = None) -> TrainConfig:
+    """Read a recipe from a YAML path/URI, a dict or a TrainConfig, apply ``overrides``, and validate it."""
+    if isinstance(config, TrainConfig):
+        data, where = config.to_dict(), "config"
+    elif isinstance(config, dict):
+        data, where = dict(config), "config"
+    else:
+        where = str(config)
+        if not storage.exists(where):
+            raise DeepgenError(f"config file {where} does not exist; pass a recipe such as configs/full.yaml.")
+        try:
+            data = yaml.safe_load(storage.read_bytes(where)) or {}
+        except yaml.YAMLError as e:
+            raise DeepgenError(f"config file {where} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from e
+        if not isinstance(data, dict):
+            raise DeepgenError(f"config file {where} must hold a mapping of settings; see configs/erm.yaml.")
+    for key, value in (overrides or {}).items():  # "model.image_size" style keys reach into sections
+        section, _, sub = key.partition(".")
+        if sub:
+            data.setdefault(section, {})[sub] = value
+        else:
+            data[key] = value
+    try:
+        cfg = _build(TrainConfig, data, where)
+    except TypeError as e:
+        raise DeepgenError(f"{where} could not be read as a recipe ({e}); compare it with configs/erm.yaml.") from e
+    return validate_config(cfg, where)

@@ -1,0 +1,218 @@
+"""The per-worker training loop run by Ray Train: DDP, losses, per-epoch validation, checkpoints.
+
+Every rank reports the same validation metrics (logits are all-gathered before computing AUC);
+rank 0 attaches the checkpoint (weights, optimizer, history, validation outputs). A restarted
+worker group resumes from ``ray.train.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepgen.models import ModelConfig, create_detector, dann_coefficient, supcon_loss
+from deepgen.train.config import TrainConfig, load_config
+from deepgen.train.data import decode_image, make_train_batch
+
+STATE = "state.pt"
+VAL_OUTPUTS = "val_outputs.npz"
+HISTORY = "history.json"
+MAX_VAL_FEATURES = 2048
+
+
+def per_dataset_auc(labels: np.ndarray, scores: np.ndarray, datasets: np.ndarray, names: list[str],
+                    heldout: list[str] = ()) -> dict:
+    """``val_auc_<name>`` per dataset, ``val_mean_auc`` over the trained-on datasets, the pooled
+    ``val_auc`` of those, and ``heldout_mean_auc`` / ``heldout_min_auc`` over held-out datasets."""
+    try:
+        from deepgen.evaluation.metrics import compute_metrics
+
+        def auc(y, s):
+            return compute_metrics(y, s)["auc"]
+    except ImportError:  # pragma: no cover - evaluation is part of the package
+        from sklearn.metrics import roc_auc_score
+
+        def auc(y, s):
+            return float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else float("nan")
+
+    out = {}
+    for i, name in enumerate(names):
+        m = datasets == i
+        out[f"val_auc_{name}"] = float(auc(labels[m], scores[m])) if m.any() else float("nan")
+    seen = [v for n, v in zip(names, out.values()) if n not in heldout and np.isfinite(v)]
+    out["val_mean_auc"] = float(np.mean(seen)) if seen else float("nan")
+    keep = ~np.isin(datasets, [i for i, n in enumerate(names) if n in heldout])
+    out["val_auc"] = float(auc(labels[keep], scores[keep]))
+    if heldout:
+        held = [out[f"val_auc_{n}"] for n in heldout if np.isfinite(out[f"val_auc_{n}"])]
+        out["heldout_mean_auc"] = float(np.mean(held)) if held else float("nan")
+        out["heldout_min_auc"] = float(np.min(held)) if held else float("nan")
+    return out
+
+
+def model_config_for(cfg: TrainConfig, n_domains: int, n_methods: int) -> ModelConfig:
+    d = dict(vars(cfg.model))
+    d.update(num_domains=max(1, n_domains), num_methods=max(1, n_methods))
+    return ModelConfig(**d)
+
+
+def compute_losses(out: dict, labels: torch.Tensor, domains: torch.Tensor, methods: torch.Tensor,
+                   cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Every loss term, always connected to its head so DDP sees each parameter used."""
+    cls = F.binary_cross_entropy_with_logits(out["logit"].float(), labels.float())
+    dom = F.cross_entropy(out["domain_logits"].float(), domains)
+    fake = methods >= 0
+    meth_logits = out["method_logits"].float()
+    meth = F.cross_entropy(meth_logits[fake], methods[fake]) if bool(fake.any()) else meth_logits.sum() * 0.0
+    sup = supcon_loss(out["proj"], labels, cfg.supcon_temperature)
+    total = cls + cfg.lambda_domain * dom + cfg.lambda_supcon * sup + cfg.lambda_method * meth
+    return {"loss": total, "cls": cls, "domain": dom, "supcon": sup, "method": meth}
+
+
+def _amp(device: torch.device, enabled: bool):
+    """bf16 autocast where supported, else fp16 with a grad scaler; nothing on CPU."""
+    if device.type != "cuda" or not enabled:
+        return nullcontext, None
+    if torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+
+
+def _gather(obj):
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def sync_buffers(model) -> None:
+    """Copy rank 0's buffers (BatchNorm running stats) to every rank, so all ranks validate the saved model."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarray]:
+    """Logits, features, labels and dataset ids of this rank's validation shard."""
+    logits, feats, labels, dsets = [], [], [], []
+    model.eval()
+    autocast, _ = _amp(device, cfg.amp)
+    with torch.no_grad():
+        for batch in shard.iter_batches(batch_size=max(cfg.batch_size, 64), batch_format="numpy"):
+            x = model.preprocess([decode_image(b) for b in batch["image"]]).to(device)
+            with autocast():
+                out = model(x)
+            logits.append(out["logit"].float().cpu().numpy())
+            feats.append(out["features"].float().cpu().numpy())
+            labels.append(batch["label"].astype(np.int64))
+            dsets.append(batch["dataset"].astype(np.int64))
+    d = model.num_features
+    return {
+        "logits": np.concatenate(logits) if logits else np.zeros(0, np.float32),
+        "features": np.concatenate(feats) if feats else np.zeros((0, d), np.float32),
+        "labels": np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        "datasets": np.concatenate(dsets) if dsets else np.zeros(0, np.int64),
+    }
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train worker entry point; ``loop_config`` holds the recipe and the head vocabularies."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = load_config(loop_config["cfg"])
+    domains, methods, val_names = loop_config["domains"], loop_config["methods"], loop_config["val_datasets"]
+    sbi_method = methods.index("sbi") if "sbi" in methods else -1
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)
+    base = create_detector(model_config_for(cfg, len(domains), len(methods)))
+    opt = torch.optim.AdamW(base.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, history, resumed_from = 0, [], -1
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=False)
+        base.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        resumed_from = state["epoch"]
+    model = ray.train.torch.prepare_model(base)  # DDP over gloo (CPU) or NCCL (GPU)
+    autocast, scaler = _amp(device, cfg.amp)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    steps_per_epoch = max(1, int(loop_config["train_rows"]) // world // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        rng = np.random.default_rng([cfg.seed, epoch, rank])
+        t0, n_seen, step = time.perf_counter(), 0, 0
+        sums: dict[str, float] = {}
+        for batch in train_shard.iter_batches(
+            batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=4 * cfg.batch_size, local_shuffle_seed=int(rng.integers(1 << 31)),
+        ):
+            images, labels, doms, meths = make_train_batch(batch, cfg, rng, sbi_method)
+            x = base.preprocess(images).to(device, non_blocking=True)
+            y = torch.from_numpy(labels).to(device)
+            coef = dann_coefficient((epoch * steps_per_epoch + step) / total_steps, cfg.grl_gamma)
+            with autocast():
+                out = model(x, grl_coefficient=coef)
+            losses = compute_losses(out, y, torch.from_numpy(doms).to(device), torch.from_numpy(meths).to(device), cfg)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(losses["loss"]).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                losses["loss"].backward()
+                opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_seen += len(images)
+            step += 1
+        train_seconds = time.perf_counter() - t0
+        sync_buffers(base)  # DDP broadcasts buffers before each forward, so they drift after the last step
+        val = evaluate_shard(base, val_shard, cfg, device)
+        parts = _gather(val)
+        logits = np.concatenate([p["logits"] for p in parts])
+        labels_all = np.concatenate([p["labels"] for p in parts])
+        dsets = np.concatenate([p["datasets"] for p in parts])
+        metrics = {
+            "epoch": epoch,
+            **{f"train_{k}": v / max(step, 1) for k, v in sums.items()},
+            "train_samples_per_s": n_seen * world / train_seconds if train_seconds > 0 else 0.0,
+            "grl_coefficient": coef if step else 0.0,
+            "resumed_from_epoch": resumed_from,
+            **per_dataset_auc(labels_all, 1 / (1 + np.exp(-logits)), dsets, val_names,
+                              loop_config.get("heldout_datasets", [])),
+        }
+        history.append(metrics)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                with open(os.path.join(tmp, HISTORY), "w") as f:
+                    json.dump(history, f)
+                torch.save({"model": base.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                            "history": history}, os.path.join(tmp, STATE))
+                feats = np.concatenate([p["features"] for p in parts])
+                keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
+                np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels_all, datasets=dsets,
+                         features=feats[keep], feature_labels=labels_all[keep],
+                         feature_datasets=dsets[keep])
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)

@@ -1,0 +1,131 @@
+"""Training: recipes validate before Ray starts; 2-worker Ray Train run learns a tiny faces table."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+import deepgen.runtime
+from deepgen.bundle import load_bundle
+from deepgen.errors import DeepgenError
+from deepgen.storage import get_fs, read_table
+from deepgen.train import load_config, train
+from deepgen.train.command import train as train_command
+from deepgen.train.data import decode_image
+from deepgen.train.toyfaces import write_toy_faces
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml")))
+RECIPES = ("erm", "sbi", "dann", "supcon", "full")
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faces")
+    return write_toy_faces(str(d / "toy.parquet"), n_per_class=100, seed=0, dataset="toy")
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if training gets as far as starting Ray."""
+    def refuse(*a, **k):
+        raise AssertionError("Ray was started before the config was validated")
+
+    monkeypatch.setattr(deepgen.runtime, "init_ray", refuse)
+
+
+def test_recipes_load():
+    names = {os.path.basename(p)[:-5] for p in CONFIGS}
+    assert set(RECIPES) <= names
+    for name in RECIPES:
+        cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.yaml"))
+        assert cfg.name == name
+    full = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "full.yaml"))
+    assert min(full.lambda_domain, full.lambda_supcon, full.lambda_method, full.sbi_prob) > 0
+    assert full.perturb.jpeg_p > 0 and full.perturb.jpeg_quality == (40, 95)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"model": {"backbone": "resnet_does_not_exist"}}, r"unknown backbone 'resnet_does_not_exist'"),
+        ({"lambda_domain": -0.5}, r"lambda_domain is -0.5; set it to a number >= 0"),
+        ({"lambda_supcon": -1}, r"lambda_supcon is -1"),
+        ({"learning_rate": 0.1}, r"unknown key\(s\) learning_rate"),
+        ({"perturb": {"jpeg_p": 2}}, r"perturb.jpeg_p is 2"),
+    ],
+)
+def test_bad_config_fails_before_workers(faces, tmp_path, no_ray, config, match):
+    with pytest.raises(DeepgenError, match=match) as e:
+        train(config, [faces], str(tmp_path / "run"))
+    assert "\n" not in str(e.value)
+
+
+def test_missing_faces_fails_before_workers(tmp_path, no_ray):
+    with pytest.raises(DeepgenError, match=r"faces table .*nope.parquet does not exist; run `deepgen extract`"):
+        train({}, [str(tmp_path / "nope.parquet")], str(tmp_path / "run"))
+
+
+def test_missing_config_file_and_cli_message(faces, tmp_path, no_ray):
+    with pytest.raises(DeepgenError, match="config file .*missing.yaml does not exist"):
+        train(str(tmp_path / "missing.yaml"), [faces], str(tmp_path / "run"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lambda_method: -2\n")
+    res = CliRunner().invoke(train_command, ["--config", str(bad), "--faces", faces, "--out", str(tmp_path / "r")])
+    assert isinstance(res.exception, DeepgenError) and "lambda_method is -2" in str(res.exception)
+
+
+def test_training_batch_makes_pseudo_fakes_deterministically(faces):
+    from deepgen.train.data import build_train_data, make_train_batch
+
+    cfg = load_config({"sbi_prob": 1.0, "batch_size": 8, "perturb": {"jpeg_p": 0.5, "noise_p": 0.5}})
+    data = build_train_data([faces], cfg)
+    assert data.methods == ["sbi", "smooth", "swap"] and data.domains == ["toy"]
+    rows = data.train.slice(0, 8)
+    batch = {c: rows[c].to_numpy(zero_copy_only=False) for c in rows.column_names}
+    a = make_train_batch(batch, cfg, np.random.default_rng(5), data.methods.index("sbi"))
+    b = make_train_batch(batch, cfg, np.random.default_rng(5), data.methods.index("sbi"))
+    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0]))
+    images, labels, domains, methods = a
+    was_real = batch["label"] == 0
+    assert was_real.any() and np.all(labels == 1)  # every real became a pseudo-fake
+    assert np.all(methods[was_real] == 0) and np.all(methods[~was_real] == batch["method"][~was_real])
+    originals = [decode_image(x) for x in batch["image"]]
+    assert all(not np.array_equal(img, orig) for img, orig, r in zip(images, originals, was_real) if r)
+
+
+def test_two_worker_training_reaches_auc(ray_session, faces, s3_bucket, tmp_path):
+    cfg = {"name": "itest", "epochs": 8, "batch_size": 16, "lr": 0.003,
+           "model": {"backbone": "test_efficientnet", "image_size": 64}}
+    out = f"{s3_bucket}/runs/itest"  # checkpoints and bundle on the (local) S3 endpoint
+    held = write_toy_faces(str(tmp_path / "held.parquet"), n_per_class=20, seed=3, dataset="toyheld",
+                           background=(120, 220))
+    result = train(cfg, [faces], out, workers=2, heldout=[held])
+    best = result["metrics"]
+    assert best["val_mean_auc"] > 0.8, result["history"]
+    assert best["val_auc_toy"] == best["val_mean_auc"]  # selection ignores the held-out dataset
+    assert best["heldout_mean_auc"] == best["heldout_min_auc"] == best["val_auc_toyheld"]
+    assert [h["epoch"] for h in result["history"]] == list(range(8))
+    assert all(h["resumed_from_epoch"] == -1 for h in result["history"])
+
+    bundle = load_bundle(result["bundle"])
+    assert bundle.model_id == result["model_id"]
+    assert bundle.temperature == pytest.approx(result["temperature"]) and bundle.temperature > 0
+    assert bundle.datasets["train"] == ["toy"] and bundle.datasets["val"] == ["toy"]
+    assert bundle.datasets["heldout"] == ["toyheld"]
+    assert bundle.metrics["selected"]["val_mean_auc"] == pytest.approx(best["val_mean_auc"])
+    assert bundle.reference["sample"].shape[1] == bundle.model.num_features
+    # the bundle's model reproduces the reported validation AUC on the validation faces
+    table = read_table(faces)
+    val = table.filter(table["split"].to_numpy(zero_copy_only=False) == "val")
+    images = np.stack([decode_image(b) for b in val["image"].to_pylist()])
+    pred = bundle.predict(images)
+    assert roc_auc_score(val["label"].to_numpy(), pred["score"]) == pytest.approx(best["val_auc"], abs=1e-6)
+    assert result["bundle"] == f"{out}/bundle" and result["checkpoints"].startswith(f"{out}/checkpoints/")
+    fs, path = get_fs(result["checkpoints"])
+    kept = [p for p in fs.ls(path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1].startswith("checkpoint_2")]
+    assert 1 <= len(kept) <= 2  # num_to_keep
