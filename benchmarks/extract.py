@@ -31,7 +31,7 @@ from deepgen.schema import MANIFEST_SCHEMA  # noqa: E402
 from deepgen.storage import write_table  # noqa: E402
 from deepgen.video import uniform_indices  # noqa: E402
 
-FACES_DIR = ROOT.parent / "shared" / "data" / "real_faces"
+FACES_DIR = Path(os.environ.get("DEEPGEN_FACES_DIR", ROOT.parent / "shared" / "data" / "real_faces"))
 
 
 def make_corpus(folder: Path, n: int, n_frames: int, w: int, h: int) -> list[dict]:
