@@ -60,8 +60,10 @@ class FrameScorer:
             cols["mc_logits"] = pa.array(list(mc.T.astype(np.float32)), pa.list_(pa.float32()))
         if self.evidence:
             from deepgen.artifacts import high_frequency_ratio, spectral_peak_score
+            from deepgen.models import boundary_scores
 
             cols["frequency_score"] = pa.array([spectral_peak_score(im) for im in images], pa.float64())
+            cols["boundary_score"] = pa.array(boundary_scores({k: v.float() for k, v in out.items()}), pa.float64())
             cols["hf_ratio"] = pa.array([high_frequency_ratio(im) for im in images], pa.float64())
         return pa.table(cols)
 
@@ -90,7 +92,7 @@ def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
     keep = [c for c in ("dataset", "label", "method", *group_cols) if c in frames.columns]
     agg = {"logit": "mean", "frame_index": "size", **{c: "first" for c in keep}}
-    for c in ("frequency_score", "hf_ratio"):
+    for c in ("frequency_score", "hf_ratio", "boundary_score"):
         if c in frames.columns:
             agg[c] = "mean"
     videos = frames.groupby("media_id", sort=True).agg(agg).rename(columns={"frame_index": "n_frames"})
@@ -262,8 +264,8 @@ def _evidence_aucs(videos: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for d, g in videos.groupby("dataset"):
         row = {"dataset": d, "model": compute_metrics(g["label"].to_numpy(), g["score"].to_numpy())["auc"]}
-        for c in ("frequency_score", "hf_ratio"):
-            if c in g.columns:
+        for c in ("frequency_score", "hf_ratio", "boundary_score"):
+            if c in g.columns and np.isfinite(g[c].to_numpy(dtype=float)).all():
                 row[c] = compute_metrics(g["label"].to_numpy(), g[c].to_numpy())["auc"]
         rows.append(row)
     return pd.DataFrame(rows)

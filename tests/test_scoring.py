@@ -81,12 +81,14 @@ def test_mc_dropout_and_allowed_roots(ray_session, media, tiny_bundle, tmp_path)
                   "dataset": "t"})
     write_table(pa.Table.from_pylist(table), manifest)
     out = str(tmp_path / "scores")
-    score(manifest, tiny_bundle, out, ScoreConfig(frames=4, mc_passes=5), allowed_roots=[allowed])
+    score(manifest, tiny_bundle, out, ScoreConfig(frames=4, mc_passes=5, evidence=True), allowed_roots=[allowed])
     rows = {r["media_id"]: r for r in read_table(out).to_pylist()}
     assert rows["t/elsewhere.mp4"]["status"] == "rejected"
     assert "allowed roots" in rows["t/elsewhere.mp4"]["error"]
     for m in ("t/face0.mp4", "t/face1.mp4"):
         assert rows[m]["status"] == "ok" and rows[m]["mutual_info"] >= 0 and rows[m]["uncertainty"] > 0
+        assert __import__("math").isfinite(rows[m]["frequency_score"])
+        assert __import__("math").isnan(rows[m]["boundary_score"])  # this model has no boundary head
 
 
 def test_manifest_errors(tiny_bundle, tmp_path):
@@ -140,7 +142,8 @@ def test_rescore_killed_driver_resumes_exactly_once(ray_session, media, tiny_bun
     store = str(tmp_path / "store")
     address = ray_session.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "deepgen.cli", "rescore", "--incoming", str(inc), "--checkpoint", tiny_bundle,
-           "--store", store, "--date", "2026-11-25", "--chunk-size", "1", "--frames", "4", "--address", address]
+           "--store", store, "--date", "2026-11-25", "--chunk-size", "1", "--model-batch", "1", "--frames", "4",
+           "--address", address]  # one video per model call, so results (and chunks) stream one by one
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part_dir = os.path.join(store, "scores")
     deadline = time.time() + 120

@@ -1,4 +1,9 @@
-"""The detector: a timm backbone with real/fake, domain-adversarial, method-adversarial and projection heads."""
+"""The detector: a timm backbone with real/fake, domain-adversarial, method-adversarial and projection heads.
+
+Two optional artifact switches (issue 9): ``frequency_branch`` concatenates learned log-spectrum
+features to the pooled backbone features before every head; ``boundary_head`` adds a Face X-ray
+style decoder on the backbone's last feature map that predicts the blending-boundary map.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepgen.artifacts.boundary import BoundaryHead, boundary_score
+from deepgen.artifacts.frequency import FrequencyBranch
 from deepgen.errors import DeepgenError
 from deepgen.models.grl import grad_reverse
 
@@ -29,6 +36,13 @@ class ModelConfig:
     head_hidden: int = 64  # hidden width of the adversarial heads
     num_domains: int = 1  # domain discriminator classes (training datasets)
     num_methods: int = 1  # manipulation-method classes (fake methods)
+    frequency_branch: bool = False  # concatenate FrequencyBranch features to the pooled features
+    frequency_dim: int = 64  # FrequencyBranch output size (added to num_features)
+    frequency_width: int = 16  # FrequencyBranch conv width
+    boundary_head: bool = False  # predict the blending-boundary map (boundary_logits) from the last feature map
+    boundary_channels: int = 64  # BoundaryHead mid channels
+    boundary_stride: int = 4  # boundary map side = image_size // boundary_stride
+    boundary_level: int = -1  # -1: the last feature map; k >= 0: timm's k-th intermediate map (finer)
 
 
 def check_backbone(name: str) -> None:
@@ -73,10 +87,11 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
 
 
 class Detector(nn.Module):
-    """Backbone features -> {logit, features, proj, domain_logits, method_logits}.
+    """Backbone features -> {logit, features, proj, domain_logits, method_logits[, boundary_logits]}.
 
     The domain and method heads sit behind gradient reversal, so minimizing their losses makes the
     features less predictive of dataset and manipulation method (the generalization shortcut).
+    ``boundary_logits`` (N, 1, h, w) is present only with ``cfg.boundary_head``.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -87,26 +102,87 @@ class Detector(nn.Module):
         self.cfg = cfg
         self.backbone = timm.create_model(cfg.backbone, pretrained=cfg.pretrained, num_classes=0)
         d = self.backbone.num_features
+        self.frequency = FrequencyBranch(cfg.frequency_dim, cfg.frequency_width) if cfg.frequency_branch else None
+        if self.frequency is not None:
+            d += cfg.frequency_dim
         self.num_features = d
         self.classifier = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, 1))
         self.domain_head = _mlp(d, cfg.head_hidden, max(cfg.num_domains, 1))
         self.method_head = _mlp(d, cfg.head_hidden, max(cfg.num_methods, 1))
         self.projection = _mlp(d, d, cfg.proj_dim)
+        self.boundary = None
+        self.boundary_size: tuple[int, int] | None = None
+        self._channels_last = False
+        if cfg.boundary_head:
+            channels, self._channels_last = self._feature_map_layout()
+            side = max(1, cfg.image_size // max(1, cfg.boundary_stride))
+            self.boundary_size = (side, side)
+            self.boundary = BoundaryHead(channels, cfg.boundary_channels, upsample=2, out_size=self.boundary_size)
+
+    def _feature_map_layout(self) -> tuple[int, bool]:
+        """Channels of the boundary head's input map and whether it is NHWC; DeepgenError if it is unusable."""
+        name, size, level = self.cfg.backbone, self.cfg.image_size, self.cfg.boundary_level
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            with torch.no_grad():
+                fmap = self._encode_maps(torch.zeros(1, 3, size, size))[1]
+        except (AttributeError, NotImplementedError, IndexError, AssertionError) as e:
+            raise DeepgenError(
+                f"backbone {name!r} cannot give intermediate feature map {level} ({type(e).__name__}); "
+                "set model.boundary_level to -1 (the last feature map) or a smaller index."
+            ) from e
+        finally:
+            self.backbone.train(was_training)
+        c = fmap.shape[1] if level >= 0 else self.backbone.num_features
+        if fmap.ndim == 4 and (fmap.shape[1] == c or fmap.shape[-1] == c):
+            channels_last = fmap.shape[1] != c
+            h, w = fmap.shape[1:3] if channels_last else fmap.shape[2:]
+            if min(h, w) < 2:
+                raise DeepgenError(
+                    f"backbone {name!r} shrinks {size}-pixel crops to a {h}x{w} feature map, too coarse to "
+                    "place a blending boundary; raise model.image_size or use a finer model.boundary_level."
+                )
+            return c, channels_last
+        raise DeepgenError(
+            f"backbone {name!r} gives {fmap.ndim}-D features of shape {tuple(fmap.shape)}, not a spatial map, "
+            "so boundary_head cannot sit on it; set model.boundary_level >= 0, use a CNN backbone or set "
+            "model.boundary_head: false."
+        )
+
+    def _encode_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbone's last feature map and the boundary head's input map (the same unless boundary_level >= 0)."""
+        if self.cfg.boundary_head and self.cfg.boundary_level >= 0:
+            final, maps = self.backbone.forward_intermediates(x, indices=[self.cfg.boundary_level])
+            return final, maps[0]
+        fmap = self.backbone.forward_features(x)
+        return fmap, fmap
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boundary head's input map and the pooled features (frequency features appended)."""
+        fmap, bmap = self._encode_maps(x)
+        f = self.backbone.forward_head(fmap, pre_logits=True)
+        if self.frequency is not None:
+            f = torch.cat([f, self.frequency(x).to(f.dtype)], dim=1)
+        return bmap, f
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (N, num_features)."""
-        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        """Pooled features (N, num_features): backbone, plus the frequency branch when enabled."""
+        return self._encode(x)[1]
 
     def forward(self, x: torch.Tensor, grl_coefficient: float = 1.0) -> dict[str, torch.Tensor]:
-        f = self.features(x)
+        fmap, f = self._encode(x)
         reversed_f = grad_reverse(f, grl_coefficient)
-        return {
+        out = {
             "logit": self.classifier(f).squeeze(1),
             "features": f,
             "proj": self.projection(f),
             "domain_logits": self.domain_head(reversed_f),
             "method_logits": self.method_head(reversed_f),
         }
+        if self.boundary is not None:
+            out["boundary_logits"] = self.boundary(fmap.permute(0, 3, 1, 2) if self._channels_last else fmap)
+        return out
 
     @torch.no_grad()
     def mc_dropout_logits(self, x: torch.Tensor, passes: int = 10) -> torch.Tensor:
@@ -124,6 +200,16 @@ class Detector(nn.Module):
 
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         return preprocess(images, self.cfg)
+
+
+def boundary_scores(out: dict[str, torch.Tensor]) -> np.ndarray:
+    """Per-frame boundary score (N,): max sigmoid response of ``out["boundary_logits"]``.
+
+    A model without a boundary head gives NaN for every frame, so an evidence column stays defined.
+    """
+    if "boundary_logits" not in out:
+        return np.full(len(out["logit"]), np.nan)
+    return boundary_score(out["boundary_logits"], from_logits=True)
 
 
 def create_detector(cfg: ModelConfig) -> Detector:

@@ -23,7 +23,8 @@ EXTRA_SCHEMA = [
     ("mutual_info", pa.float64()),
     ("fingerprint", pa.string()),
     ("features", pa.list_(pa.float32())),
-    ("frequency_score", pa.float64()),
+    ("frequency_score", pa.float64()),  # evidence: upsampling peaks in the crops' spectra
+    ("boundary_score", pa.float64()),  # evidence: blending-boundary head's max response (NaN without one)
 ]
 
 
@@ -103,6 +104,7 @@ class ModelStage:
         crops = [[decode_image(b) for b in m["crops"]] for m in media_rows]
         flat = [c for media in crops for c in media]
         counts = [len(media) for media in crops]
+        boundary = np.zeros(0)
         logits = np.zeros(0, np.float32)
         feats = np.zeros((0, model.num_features), np.float32)
         mc = np.zeros((self.mc_passes, 0), np.float32)
@@ -113,6 +115,10 @@ class ModelStage:
                 out = model(x)
                 logits = out["logit"].float().cpu().numpy()
                 feats = out["features"].float().cpu().numpy()
+                if self.evidence:
+                    from deepgen.models import boundary_scores
+
+                    boundary = boundary_scores({k: v.float() for k, v in out.items()})
                 if self.mc_passes:
                     mc = model.mc_dropout_logits(x, self.mc_passes).float().cpu().numpy()
         now = datetime.now(timezone.utc)
@@ -125,7 +131,7 @@ class ModelStage:
                 "status": meta["status"], "error": meta["error"], "n_frames": meta["n_frames"], "n_faces": n,
                 "model_id": self.bundle.model_id, "scored_at": now,
                 "score": None, "logit": None, "uncertainty": None, "mutual_info": None,
-                "features": None, "frequency_score": None,
+                "features": None, "frequency_score": None, "boundary_score": None,
             }
             if n:
                 video_logit = float(z.mean())  # mean frame logit: the video's evidence, then calibrated
@@ -141,6 +147,7 @@ class ModelStage:
                     from deepgen.artifacts import spectral_peak_score
 
                     rec["frequency_score"] = float(np.mean([spectral_peak_score(c) for c in crops[i]]))
+                    rec["boundary_score"] = float(np.mean(boundary[start : start + n]))
             rows.append(rec)
             start += n
         return pa.Table.from_pylist(rows, schema=scores_schema())
@@ -165,20 +172,20 @@ def score_stream(rows: list[dict], checkpoint: str, cfg: ScoreConfig, batch_rows
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 if cfg.use_gpu is None else cfg.use_gpu
     model_workers = cfg.model_workers or (gpus if use_gpu else 1)
-    face_workers = cfg.face_workers or max(1, cpus - (0 if use_gpu else model_workers))
+    face_workers = cfg.face_workers or max(1, cpus - model_workers)  # one CPU each; the rest for the model
     ecfg = ExtractConfig(frames=cfg.frames, margin=cfg.margin, detector=cfg.detector, max_side=cfg.max_side,
                          size=_crop_size(checkpoint), threads=1)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * face_workers * 4))
     ds = ds.map_batches(FaceStage, fn_constructor_kwargs={"cfg": ecfg}, batch_size=1, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(face_workers, len(items))),
+                        compute=ray.data.ActorPoolStrategy(size=min(face_workers, len(items))),
                         num_cpus=1)
     ds = ds.map_batches(ModelStage, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": cfg.mc_passes,
                                                            "evidence": cfg.evidence},
                         batch_size=cfg.model_batch, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=model_workers),
-                        num_gpus=1 if use_gpu else 0, num_cpus=1 if not use_gpu else 2)
+                        num_gpus=1 if use_gpu else 0, num_cpus=1)
     yield from ds.iter_batches(batch_size=batch_rows, batch_format="pyarrow")
 
 

@@ -27,6 +27,7 @@ class TrainConfig:
     lambda_domain: float = 0.0  # DANN domain discriminator (behind gradient reversal)
     lambda_supcon: float = 0.0  # supervised contrastive loss on the projection head
     lambda_method: float = 0.0  # manipulation-method adversary (behind gradient reversal)
+    lambda_boundary: float = 0.0  # blending-boundary map BCE (needs model.boundary_head and pseudo-fakes)
     supcon_temperature: float = 0.1
     grl_gamma: float = 10.0  # DANN schedule steepness: coef = 2/(1+exp(-gamma p)) - 1
     sbi_prob: float = 0.0  # chance a real training face becomes its self-blended pseudo-fake
@@ -66,7 +67,7 @@ def _build(cls, data: dict, where: str):
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Raise a one-sentence DeepgenError for an unusable recipe; return it unchanged otherwise."""
     check_backbone(cfg.model.backbone)
-    for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lr", "weight_decay"):
+    for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lambda_boundary", "lr", "weight_decay"):
         value = getattr(cfg, name)
         if not isinstance(value, int | float) or value < 0:
             raise DeepgenError(f"{where}: {name} is {value!r}; set it to a number >= 0.")
@@ -86,6 +87,20 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         raise DeepgenError(f"{where}: model.dropout is {cfg.model.dropout}; set it in [0, 1).")
     if cfg.model.image_size < 16:
         raise DeepgenError(f"{where}: model.image_size is {cfg.model.image_size}; use at least 16 pixels.")
+    for name in ("frequency_dim", "frequency_width", "boundary_channels", "boundary_stride"):
+        value = getattr(cfg.model, name)
+        if not isinstance(value, int) or value < (2 if name == "boundary_channels" else 1):
+            raise DeepgenError(f"{where}: model.{name} is {value!r}; set it to a positive integer"
+                               f"{' >= 2' if name == 'boundary_channels' else ''}.")
+    if not isinstance(cfg.model.boundary_level, int) or cfg.model.boundary_level < -1:
+        raise DeepgenError(f"{where}: model.boundary_level is {cfg.model.boundary_level!r}; use -1 (the last "
+                           "feature map) or the index k >= 0 of a finer intermediate map.")
+    if cfg.lambda_boundary > 0 and not cfg.model.boundary_head:
+        raise DeepgenError(f"{where}: lambda_boundary is {cfg.lambda_boundary} but the model has no boundary head; "
+                           "set model.boundary_head: true or lambda_boundary: 0.")
+    if cfg.lambda_boundary > 0 and not (cfg.sbi_only or cfg.sbi_prob > 0):
+        raise DeepgenError(f"{where}: lambda_boundary is {cfg.lambda_boundary} but no pseudo-fakes give boundary "
+                           "masks; set sbi_prob > 0 (or sbi_only: true) or lambda_boundary: 0.")
     if cfg.max_failures < -1:
         raise DeepgenError(f"{where}: max_failures is {cfg.max_failures}; use -1 (forever) or a count >= 0.")
     return cfg

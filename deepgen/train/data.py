@@ -154,22 +154,29 @@ def _crop_geometry(box, landmarks, size: int, margin: float) -> tuple[np.ndarray
     return crop_box, pts
 
 
-def make_train_batch(batch: dict, cfg: TrainConfig, rng: np.random.Generator, sbi_method: int
-                     ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+def make_train_batch(batch: dict, cfg: TrainConfig, rng: np.random.Generator, sbi_method: int,
+                     with_masks: bool = False) -> tuple:
     """Decode a training batch and augment it: pseudo-fakes from reals, then perturbations.
 
-    Returns images, labels (1 fake), domains and methods (-1 for reals).
+    Returns images, labels (1 fake), domains and methods (-1 for reals); with ``with_masks`` also a
+    fifth item, one blend mask (float HxW in [0, 1], the crop's size) per pseudo-fake and ``None``
+    for every other face. The random draws are the same either way.
     """
     images, labels = [], batch["label"].astype(np.int64).copy()
     methods = batch["method"].astype(np.int64).copy()
+    masks: list[np.ndarray | None] = []
     p_sbi = 0.5 if cfg.sbi_only else cfg.sbi_prob
     for i, data in enumerate(batch["image"]):
         img = decode_image(data)
+        mask = None
         if labels[i] == 0 and p_sbi > 0 and rng.random() < p_sbi:
             box = batch["box"][i] if "box" in batch else None
             lms = batch["landmarks"][i] if "landmarks" in batch else None
             crop_box, pts = _crop_geometry(box, lms, img.shape[0], cfg.crop_margin)
-            img, _ = self_blend(img, rng, landmarks=pts, box=crop_box)
+            img, mask = self_blend(img, rng, landmarks=pts, box=crop_box)
             labels[i], methods[i] = 1, sbi_method
+        masks.append(mask)
         images.append(perturb(img, cfg.perturb, rng))
+    if with_masks:
+        return images, labels, batch["domain"].astype(np.int64), methods, masks
     return images, labels, batch["domain"].astype(np.int64), methods

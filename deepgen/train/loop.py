@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepgen.artifacts.boundary import boundary_loss, boundary_target
 from deepgen.models import ModelConfig, create_detector, dann_coefficient, supcon_loss
 from deepgen.train.config import TrainConfig, load_config
 from deepgen.train.data import decode_image, make_train_batch
@@ -63,9 +64,34 @@ def model_config_for(cfg: TrainConfig, n_domains: int, n_methods: int) -> ModelC
     return ModelConfig(**d)
 
 
+def boundary_training_targets(masks: list, labels: np.ndarray, size: tuple[int, int]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary-head targets (N, 1, h, w) and which rows the boundary loss uses (N,) bool.
+
+    A pseudo-fake's target is its blend mask's boundary ``4 m (1 - m)`` resized to ``size``; a real
+    face's is all zeros (nothing was blended). The datasets' own fakes carry no mask in the faces
+    table, so their boundary is unknown: they are left out of the boundary loss (weight False).
+    """
+    h, w = size
+    targets = np.zeros((len(labels), 1, h, w), np.float32)
+    use = np.zeros(len(labels), bool)
+    for i, (mask, y) in enumerate(zip(masks, labels)):
+        if mask is not None:
+            targets[i, 0] = boundary_target(mask, (h, w))
+            use[i] = True
+        elif int(y) == 0:
+            use[i] = True
+    return targets, use
+
+
 def compute_losses(out: dict, labels: torch.Tensor, domains: torch.Tensor, methods: torch.Tensor,
-                   cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Every loss term, always connected to its head so DDP sees each parameter used."""
+                   cfg: TrainConfig, boundary_targets: torch.Tensor | None = None,
+                   boundary_use: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every loss term, always connected to its head so DDP sees each parameter used.
+
+    With a boundary head, ``boundary_targets`` (N, 1, h, w) and ``boundary_use`` (N,) bool come from
+    :func:`boundary_training_targets`; without them the boundary term is a connected zero.
+    """
     cls = F.binary_cross_entropy_with_logits(out["logit"].float(), labels.float())
     dom = F.cross_entropy(out["domain_logits"].float(), domains)
     fake = methods >= 0
@@ -73,7 +99,16 @@ def compute_losses(out: dict, labels: torch.Tensor, domains: torch.Tensor, metho
     meth = F.cross_entropy(meth_logits[fake], methods[fake]) if bool(fake.any()) else meth_logits.sum() * 0.0
     sup = supcon_loss(out["proj"], labels, cfg.supcon_temperature)
     total = cls + cfg.lambda_domain * dom + cfg.lambda_supcon * sup + cfg.lambda_method * meth
-    return {"loss": total, "cls": cls, "domain": dom, "supcon": sup, "method": meth}
+    losses = {"loss": total, "cls": cls, "domain": dom, "supcon": sup, "method": meth}
+    if "boundary_logits" in out:
+        b_logits = out["boundary_logits"].float()
+        if boundary_targets is not None and boundary_use is not None and bool(boundary_use.any()):
+            bnd = boundary_loss(b_logits[boundary_use], boundary_targets[boundary_use])
+        else:
+            bnd = b_logits.sum() * 0.0
+        losses["boundary"] = bnd
+        losses["loss"] = total + cfg.lambda_boundary * bnd
+    return losses
 
 
 def _amp(device: torch.device, enabled: bool):
@@ -166,13 +201,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
             batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
             local_shuffle_buffer_size=4 * cfg.batch_size, local_shuffle_seed=int(rng.integers(1 << 31)),
         ):
-            images, labels, doms, meths = make_train_batch(batch, cfg, rng, sbi_method)
+            images, labels, doms, meths, masks = make_train_batch(batch, cfg, rng, sbi_method, with_masks=True)
             x = base.preprocess(images).to(device, non_blocking=True)
             y = torch.from_numpy(labels).to(device)
+            b_targets = b_use = None
+            if base.boundary_size is not None:
+                t, u = boundary_training_targets(masks, labels, base.boundary_size)
+                b_targets, b_use = torch.from_numpy(t).to(device), torch.from_numpy(u).to(device)
             coef = dann_coefficient((epoch * steps_per_epoch + step) / total_steps, cfg.grl_gamma)
             with autocast():
                 out = model(x, grl_coefficient=coef)
-            losses = compute_losses(out, y, torch.from_numpy(doms).to(device), torch.from_numpy(meths).to(device), cfg)
+            losses = compute_losses(out, y, torch.from_numpy(doms).to(device), torch.from_numpy(meths).to(device), cfg,
+                                    b_targets, b_use)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(losses["loss"]).backward()
