@@ -182,10 +182,14 @@ def tree_rss(root: int) -> tuple[int, int]:
 
 def ray_run(manifest: str, out: str, frames: int) -> dict:
     """Run the Ray pipeline in a fresh process (own embedded Ray) and sample RSS of its whole tree."""
+    return run_child(RAY_CHILD, manifest, out, str(frames), str(ROOT))
+
+
+def run_child(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh Python (its own embedded Ray); return the JSON it prints after ``RESULT``."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run([sys.executable, "-c", RAY_CHILD, manifest, out, str(frames), str(ROOT)],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"Ray run failed:\n{res.stderr[-3000:]}")

@@ -13,9 +13,7 @@ RSS of the driver and every Ray process at 1x and 4x corpus.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from extract import make_corpus  # noqa: E402
+from extract import make_corpus, run_child  # noqa: E402
 
 from deepgen.faces import ExtractConfig, crop_face, extract_media, get_detector  # noqa: E402
 from deepgen.faces.crop import decode_image  # noqa: E402
@@ -108,14 +106,7 @@ print("RESULT " + json.dumps(s))
 
 
 def ray_run(manifest: str, bundle: str, out: str, frames: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    res = subprocess.run([sys.executable, "-c", RAY_CHILD, manifest, bundle, out, str(frames), str(ROOT)],
-                         capture_output=True, text=True, env=env)
-    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if line is None:
-        raise SystemExit(f"Ray run failed:\n{res.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_child(RAY_CHILD, manifest, bundle, out, str(frames), str(ROOT))
 
 
 def main() -> None:

@@ -21,23 +21,13 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.extract import read_faces
+from deepgen.scoring.pipeline import BundleActor
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
 
 
-class FrameScorer:
+class FrameScorer(BundleActor):
     """Ray Data actor: per-frame logit, MC-dropout samples, features and artifact evidence."""
-
-    def __init__(self, checkpoint: str, mc_passes: int, evidence: bool):
-        import torch
-
-        from deepgen.bundle import load_bundle
-
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cpu":
-            torch.set_num_threads(1)
-        self.bundle = load_bundle(checkpoint, map_location=self.device)
-        self.mc_passes, self.evidence = mc_passes, evidence
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch

@@ -80,8 +80,8 @@ class FaceStage:
         return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
 
 
-class ModelStage:
-    """Model actor: loads the checkpoint bundle once; scores all crops of a batch in one pass."""
+class BundleActor:
+    """Base of the model actors: the checkpoint bundle loaded once per actor, on its GPU if it has one."""
 
     def __init__(self, checkpoint: str, mc_passes: int, evidence: bool):
         import torch
@@ -93,6 +93,10 @@ class ModelStage:
             torch.set_num_threads(1)
         self.bundle = load_bundle(checkpoint, map_location=self.device)
         self.mc_passes, self.evidence = mc_passes, evidence
+
+
+class ModelStage(BundleActor):
+    """Model actor: scores all crops of a batch of media in one pass and aggregates them per video."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch
