@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
     "train": ("deepgen.train.command:train", "Train a detector recipe on faces tables with Ray Train."),
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
+    "tune": ("deepgen.tune.command:tune", "Ray Tune sweep of the loss weights, scored on held-out datasets."),
     "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
     "benchmark": ("deepgen.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
