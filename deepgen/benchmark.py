@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepgen.augment.perturb import add_noise, downscale, gaussian_blur, jpeg_compress
 from deepgen.errors import DeepgenError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -24,17 +25,11 @@ TRAIN = "ffpp"
 TESTS = ("celebdf", "dfdc", "deeperforensics", "wilddeepfake")
 RECIPES = ("erm", "sbi", "dann", "supcon", "full")
 PERTURBATIONS = {
-    "jpeg30": lambda im, rng: _p().jpeg_compress(im, 30),
-    "blur": lambda im, rng: _p().gaussian_blur(im, 1.5),
-    "noise": lambda im, rng: _p().add_noise(im, 8.0, rng),
-    "down0.5": lambda im, rng: _p().downscale(im, 0.5),
+    "jpeg30": lambda im, rng: jpeg_compress(im, 30),
+    "blur": lambda im, rng: gaussian_blur(im, 1.5),
+    "noise": lambda im, rng: add_noise(im, 8.0, rng),
+    "down0.5": lambda im, rng: downscale(im, 0.5),
 }
-
-
-def _p():
-    from deepgen.augment import perturb
-
-    return perturb
 
 
 def prepare_data(out: str, videos: int, frames: int, seed: int, log: Callable[[str], None]) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from deepgen.extract import extract_faces, read_faces, read_status
@@ -14,7 +16,7 @@ datasets = pytest.importorskip("deepgen.datasets")
 @pytest.mark.parametrize("preset", ["celebdf", "wilddeepfake"])
 def test_extract_on_a_synth_tree(ray_session, tmp_path, preset):
     root = synth.render_preset(preset, str(tmp_path / preset), videos=4, seed=1, frames=8)
-    manifest = datasets.build_manifest(preset, root)
+    manifest = datasets.build_manifest(preset, os.path.relpath(root))  # relative roots work too
     write_table(manifest, str(tmp_path / "m.parquet"))
     out = str(tmp_path / "faces")
     summary = extract_faces(str(tmp_path / "m.parquet"), out, frames=8, size=64)

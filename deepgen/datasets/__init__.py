@@ -60,13 +60,14 @@ def attach_attributes(table: pa.Table, root: str) -> pa.Table:
     ground-truth sidecar, so evaluation can report subgroup metrics; other trees are unchanged."""
     import json
 
-    from deepgen.storage import exists, join, read_bytes
+    from deepgen.storage import exists, get_fs, join, read_bytes, to_uri
 
     sidecar = join(root, "deepgen_groundtruth.json")
     if not exists(sidecar):
         return table
     media = json.loads(read_bytes(sidecar)).get("media", {})
-    base = root.rstrip("/") + "/"
+    fs, path = get_fs(root)
+    base = to_uri(fs, path).rstrip("/") + "/"  # the adapters write absolute local paths / s3:// URIs
     values: dict[str, list] = {a: [] for a in ATTRIBUTES}
     for uri in table.column("uri").to_pylist():
         key = uri[len(base):] if uri.startswith(base) else uri
