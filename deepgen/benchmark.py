@@ -82,9 +82,10 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
     from deepgen.evaluation.subgroups import subgroup_metrics
 
     crops, ids = list(df["crop"]), df["media_id"].to_numpy()
-    videos = df.groupby("media_id").agg(label=("label", "first"), dataset=("dataset", "first"),
-                                        group=("skin_tone_group", "first") if "skin_tone_group" in df else
-                                        ("dataset", "first"))
+    agg = {"label": ("label", "first"), "dataset": ("dataset", "first")}
+    if "skin_tone_group" in df:
+        agg["group"] = ("skin_tone_group", "first")
+    videos = df.groupby("media_id").agg(**agg)
     z = _video_logits(bundle, crops, ids).loc[videos.index]
     videos["logit"] = z
     videos["score"] = 1 / (1 + np.exp(-z / bundle.temperature))
@@ -96,8 +97,10 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
     ind = videos[videos["dataset"] == TRAIN]
     row["ece_in_domain"] = expected_calibration_error(ind["label"], ind["score"]) if len(ind) else float("nan")
     pool = videos[videos["dataset"].isin(TESTS)]
-    sg = subgroup_metrics(pool, "group", min_count=5)["summary"]
-    row["worst_group_auc"] = float(sg["worst_auc"].iloc[0]) if len(sg) else float("nan")
+    row["worst_group_auc"] = float("nan")  # skin-tone groups come from the synth sidecar
+    if "group" in pool:
+        sg = subgroup_metrics(pool, "group", min_count=5)["summary"]
+        row["worst_group_auc"] = float(sg["worst_auc"].iloc[0]) if len(sg) else float("nan")
     rng = np.random.default_rng(seed)
     unseen_rows = df["dataset"].isin(TESTS).to_numpy()
     for name, fn in PERTURBATIONS.items():
