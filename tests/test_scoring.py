@@ -164,3 +164,15 @@ def test_rescore_killed_driver_resumes_exactly_once(ray_session, media, tiny_bun
     after = read_scores(store, model_id).column("media_id").to_pylist()
     assert sorted(after) == sorted(f"incoming/v{i}.mp4" for i in range(6))  # each exactly once
     assert summary["items_scored"] == 6 - before.num_rows
+
+
+def test_ensemble_of_a_model_with_itself_equals_the_model(ray_session, media, tiny_bundle, tmp_path):
+    manifest = _manifest({m: media[m] for m in ("t/face0.mp4", "t/noise.mp4")}, str(tmp_path / "m.parquet"))
+    single, double = str(tmp_path / "one"), str(tmp_path / "two")
+    one = score(manifest, tiny_bundle, single, CFG)
+    two = score(manifest, [tiny_bundle, tiny_bundle], double, CFG)
+    assert two["model_id"].startswith("ens-") and two["model_id"] != one["model_id"]
+    a = {r["media_id"]: r for r in read_table(single).to_pylist()}
+    b = {r["media_id"]: r for r in read_table(double).to_pylist()}
+    assert a["t/face0.mp4"]["score"] == pytest.approx(b["t/face0.mp4"]["score"], rel=1e-6)
+    assert b["t/noise.mp4"]["status"] == "no_face" and b["t/noise.mp4"]["score"] is None

@@ -7,7 +7,8 @@ import json
 import click
 
 _common = [
-    click.option("--checkpoint", required=True, help="Checkpoint bundle directory (path or s3://)."),
+    click.option("--checkpoint", "checkpoints", multiple=True, required=True,
+                 help="Checkpoint bundle (path or s3://); repeat for an equal-weight ensemble."),
     click.option("--frames", default=32, show_default=True, help="Frames sampled per video."),
     click.option("--detector", type=click.Choice(["haar", "dlib"]), default="haar", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
@@ -36,12 +37,12 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch):
 @click.option("--out", required=True, help="Output scores table directory (path or s3://).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @common
-def score(manifest, out, overwrite, checkpoint, frames, detector, mc_passes, evidence, model_batch,
+def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, evidence, model_batch,
           allowed_roots, address) -> None:
     """Score every media item of a manifest: one row per item, failures as status rows."""
     from deepgen.scoring.score import score as run
 
-    summary = run(manifest, checkpoint, out, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(manifest, list(checkpoints), out, _cfg(frames, detector, mc_passes, evidence, model_batch),
                   address=address, overwrite=overwrite, allowed_roots=list(allowed_roots) or None)
     click.echo(json.dumps(summary, indent=2))
 
@@ -53,12 +54,12 @@ def score(manifest, out, overwrite, checkpoint, frames, detector, mc_passes, evi
 @click.option("--chunk-size", default=32, show_default=True, help="Rows per committed chunk.")
 @click.option("--alpha", default=0.01, show_default=True, help="Significance level of the shift alarm.")
 @common
-def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoint, frames, detector, mc_passes, evidence,
+def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoints, frames, detector, mc_passes, evidence,
             model_batch, allowed_roots, address) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
-    summary = run(incoming, checkpoint, store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(incoming, list(checkpoints), store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
                   chunk_size=chunk_size, alpha=alpha)
     click.echo(json.dumps(summary, indent=2, default=str))

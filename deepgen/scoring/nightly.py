@@ -20,12 +20,12 @@ import pyarrow as pa
 from deepgen import storage
 from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
-from deepgen.scoring.pipeline import ScoreConfig, score_stream
+from deepgen.scoring.pipeline import ScoreConfig, ensemble_model_id, score_stream
 
 
 def rescore(
     incoming: str,
-    checkpoint: str,
+    checkpoint: str | list[str],
     store_uri: str,
     cfg: ScoreConfig | None = None,
     address: str | None = None,
@@ -45,24 +45,26 @@ def rescore(
     check_allowed(rows, allowed_roots)
     for r, fp in zip(rows, store.fingerprints([r["uri"] for r in rows])):
         r["fingerprint"] = fp
-    bundle = load_bundle(checkpoint)
-    done = store.scored_keys(store_uri, bundle.model_id)
+    paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    bundles = [load_bundle(p) for p in paths]
+    model_id = ensemble_model_id([b.model_id for b in bundles])  # a new model (or member) rescores everything
+    done = store.scored_keys(store_uri, model_id)
     todo = [r for r in rows if (r["media_id"], r["fingerprint"]) not in done]
     written = 0
     if todo:
         init_ray(address)
         pending: list[pa.Table] = []
         n_pending = 0
-        for batch in score_stream(todo, checkpoint, cfg or ScoreConfig(), batch_rows=chunk_size):
+        for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
             pending.append(batch)
             n_pending += batch.num_rows
             if n_pending >= chunk_size:
-                store.write_chunk(store_uri, bundle.model_id, date, run_id, written, pa.concat_tables(pending))
+                store.write_chunk(store_uri, model_id, date, run_id, written, pa.concat_tables(pending))
                 written, pending, n_pending = written + 1, [], 0
         if pending:
-            store.write_chunk(store_uri, bundle.model_id, date, run_id, written, pa.concat_tables(pending))
+            store.write_chunk(store_uri, model_id, date, run_id, written, pa.concat_tables(pending))
             written += 1
-    summary = run_summary(store_uri, bundle, date, alpha=alpha)
+    summary = run_summary(store_uri, model_id, bundles[0].reference, date, alpha=alpha)
     summary.update({
         "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo),
         "already_scored": len(rows) - len(todo), "chunks_written": written,
@@ -73,12 +75,14 @@ def rescore(
     return summary
 
 
-def run_summary(store_uri: str, bundle, date: str, alpha: float = 0.01, bins: int = 10) -> dict:
-    """Counts by status, score histogram, share flagged fake and the MMD shift test for one date."""
+def run_summary(store_uri: str, model_id: str, reference: dict, date: str, alpha: float = 0.01,
+                bins: int = 10) -> dict:
+    """Counts by status, score histogram, share flagged fake and the MMD shift test of one date's
+    features against ``reference`` (the checkpoint's training feature statistics)."""
     from deepgen.evaluation.shift import shift_report
 
-    table = store.read_scores(store_uri, bundle.model_id, date)
-    out: dict = {"model_id": bundle.model_id, "date": date, "store": str(store_uri)}
+    table = store.read_scores(store_uri, model_id, date)
+    out: dict = {"model_id": model_id, "date": date, "store": str(store_uri)}
     if table is None:
         return {**out, "rows": 0, "by_status": {}, "shift": None, "alarm": False}
     statuses = Counter(table.column("status").to_pylist())
@@ -92,8 +96,8 @@ def run_summary(store_uri: str, bundle, date: str, alpha: float = 0.01, bins: in
     })
     feats = [f for f in table.column("features").to_pylist() if f is not None]
     shift = None
-    if len(feats) >= 5 and bundle.reference:
-        shift = shift_report(bundle.reference, np.asarray(feats, dtype=np.float64), alpha=alpha,
+    if len(feats) >= 5 and reference:
+        shift = shift_report(reference, np.asarray(feats, dtype=np.float64), alpha=alpha,
                              n_permutations=500, seed=0)
     out["shift"] = shift
     out["alarm"] = bool(shift and shift.get("shift_detected"))

@@ -83,7 +83,7 @@ class FaceStage:
 class BundleActor:
     """Base of the model actors: the checkpoint bundle loaded once per actor, on its GPU if it has one."""
 
-    def __init__(self, checkpoint: str, mc_passes: int, evidence: bool):
+    def __init__(self, checkpoint: str | list[str], mc_passes: int, evidence: bool):
         import torch
 
         from deepgen.bundle import load_bundle
@@ -91,8 +91,20 @@ class BundleActor:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
             torch.set_num_threads(1)
-        self.bundle = load_bundle(checkpoint, map_location=self.device)
+        paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+        self.bundles = [load_bundle(p, map_location=self.device) for p in paths]
+        self.bundle = self.bundles[0]
+        self.model_id = ensemble_model_id([b.model_id for b in self.bundles])
         self.mc_passes, self.evidence = mc_passes, evidence
+
+
+def ensemble_model_id(model_ids: list[str]) -> str:
+    """The id scores are keyed by: the bundle's own id, or one derived from all members of an ensemble."""
+    import hashlib
+
+    if len(model_ids) == 1:
+        return model_ids[0]
+    return "ens-" + hashlib.sha256("+".join(sorted(model_ids)).encode()).hexdigest()[:12]
 
 
 class ModelStage(BundleActor):
@@ -112,6 +124,7 @@ class ModelStage(BundleActor):
         logits = np.zeros(0, np.float32)
         feats = np.zeros((0, model.num_features), np.float32)
         mc = np.zeros((self.mc_passes, 0), np.float32)
+        members: list[np.ndarray] = []
         if flat:
             x = model.preprocess(flat).to(self.device)
             amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else nullcontext()
@@ -125,6 +138,8 @@ class ModelStage(BundleActor):
                     boundary = boundary_scores({k: v.float() for k, v in out.items()})
                 if self.mc_passes:
                     mc = model.mc_dropout_logits(x, self.mc_passes).float().cpu().numpy()
+                members = [b.model(b.model.preprocess(flat).to(self.device))["logit"].float().cpu().numpy()
+                           for b in self.bundles[1:]]
         now = datetime.now(timezone.utc)
         rows, start = [], 0
         for i, n in enumerate(counts):
@@ -133,13 +148,17 @@ class ModelStage(BundleActor):
             rec = {
                 **{k: meta.get(k) for k in _CARRY},
                 "status": meta["status"], "error": meta["error"], "n_frames": meta["n_frames"], "n_faces": n,
-                "model_id": self.bundle.model_id, "scored_at": now,
+                "model_id": self.model_id, "scored_at": now,
                 "score": None, "logit": None, "uncertainty": None, "mutual_info": None,
                 "features": None, "frequency_score": None, "boundary_score": None,
             }
             if n:
                 video_logit = float(z.mean())  # mean frame logit: the video's evidence, then calibrated
                 p = 1.0 / (1.0 + np.exp(-video_logit / T))
+                if members:  # ensemble: equal-weight mean of the members' calibrated video logits
+                    video_logit = float(np.mean([video_logit / T] + [
+                        float(m[start : start + n].mean()) / b.temperature for m, b in zip(members, self.bundles[1:])]))
+                    p = 1.0 / (1.0 + np.exp(-video_logit))
                 rec.update(logit=video_logit, score=p, uncertainty=_entropy(p),
                            features=feats[start : start + n].mean(0).astype(np.float32).tolist())
                 if self.mc_passes:
@@ -162,8 +181,12 @@ def _entropy(p: float) -> float:
     return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
 
 
-def score_stream(rows: list[dict], checkpoint: str, cfg: ScoreConfig, batch_rows: int = 64) -> Iterator[pa.Table]:
+def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig,
+                 batch_rows: int = 64) -> Iterator[pa.Table]:
     """Run the pipeline over manifest-like rows; yields score tables as results stream in.
+
+    Several checkpoints score as an ensemble: the equal-weight mean of their calibrated video logits
+    (``logit`` is then that calibrated mean; MC dropout and features come from the first member).
 
     Rows need ``media_id`` and ``uri`` (``media_type``, ``label``, ``dataset``, ``fingerprint``
     optional); a row with a ``status`` set is passed through as that status without decoding.
@@ -178,7 +201,7 @@ def score_stream(rows: list[dict], checkpoint: str, cfg: ScoreConfig, batch_rows
     model_workers = cfg.model_workers or (gpus if use_gpu else 1)
     face_workers = cfg.face_workers or max(1, cpus - model_workers)  # one CPU each; the rest for the model
     ecfg = ExtractConfig(frames=cfg.frames, margin=cfg.margin, detector=cfg.detector, max_side=cfg.max_side,
-                         size=_crop_size(checkpoint), threads=1)
+                         size=_crop_size(checkpoint if isinstance(checkpoint, str) else checkpoint[0]), threads=1)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * face_workers * 4))
@@ -223,7 +246,7 @@ def finish_rows(rows: list[dict], tables: list[pa.Table]) -> pa.Table:
     return table.take([by_id[r["media_id"]] for r in rows])
 
 
-def score_table_rows(rows: list[dict], checkpoint: str, cfg: ScoreConfig) -> pa.Table:
+def score_table_rows(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig) -> pa.Table:
     """Score rows and return the complete scores table (driver-side collect; scores are small)."""
     t0 = time.perf_counter()
     tables = list(score_stream(rows, checkpoint, cfg))
