@@ -132,7 +132,7 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
 
 
 def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, videos: int = 40, frames: int = 8,
-                   epochs: int | None = None, workers: int = 2, seed: int = 0,
+                   epochs: int | None = None, workers: int = 2, seed: int = 0, backbone: str | None = None,
                    log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the leave-dataset-out benchmark; returns the table (also written under ``out``)."""
     from deepgen.bundle import load_bundle
@@ -152,7 +152,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     rows, logits, bundles = [], {}, []
     for recipe in recipes:
         t = time.perf_counter()
-        overrides = {"seed": seed, **({"epochs": epochs} if epochs else {})}
+        overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}),
+                     **({"model.backbone": backbone} if backbone else {})}
         res = train(str(CONFIGS / f"{recipe}.yaml"), [faces[TRAIN]], os.path.join(out, "runs", recipe),
                     workers=workers, overrides=overrides, overwrite=True)
         bundle = load_bundle(res["bundle"])
@@ -182,7 +183,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         f.write(md + "\n")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"table": table.to_dict("records"), "videos": videos, "frames": frames, "seed": seed,
-                   "epochs": epochs, "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
+                   "epochs": epochs, "backbone": backbone, "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
     _plot(table, os.path.join(out, "auc_by_dataset.png"))
     log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table.md, results.json, "
         "auc_by_dataset.png")

@@ -32,9 +32,10 @@ def benchmark() -> None:
 @click.option("--epochs", default=None, type=int, help="Override every recipe's epochs.")
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
 @click.option("--seed", default=0, show_default=True)
-def generalization(out, recipes, videos, frames, epochs, workers, seed) -> None:
+@click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. resnet10t).")
+def generalization(out, recipes, videos, frames, epochs, workers, seed, backbone) -> None:
     """Train on the FF++-like preset, test on the four others; recipes side by side."""
     from deepgen.benchmark import generalization as run
 
     run(out, tuple(recipes), videos=videos, frames=frames, epochs=epochs, workers=workers, seed=seed,
-        log=click.echo)
+        backbone=backbone, log=click.echo)
