@@ -44,7 +44,7 @@ class ScoreConfig:
     max_side: int = 640
     mc_passes: int = 0  # > 0: MC-dropout predictive entropy and mutual information
     evidence: bool = False  # add artifact evidence columns (frequency score)
-    model_batch: int = 8  # media per model call; their crops go through in one forward pass
+    model_batch: int = 8  # media per GPU model call; their crops go through in one forward pass
     face_workers: int | None = None
     model_workers: int | None = None
     use_gpu: bool | None = None  # None: one GPU per model actor when the cluster has GPUs
@@ -176,6 +176,17 @@ class ModelStage(BundleActor):
         return pa.Table.from_pylist(rows, schema=scores_schema())
 
 
+class CpuStage:
+    """CPU clusters: face stage and model stage fused in one actor (see :func:`score_stream`)."""
+
+    def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool):
+        self.faces = FaceStage(cfg)
+        self.model = ModelStage(checkpoint, mc_passes, evidence)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.model(self.faces(batch))
+
+
 def _entropy(p: float) -> float:
     p = min(max(float(p), 1e-12), 1 - 1e-12)
     return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
@@ -198,21 +209,27 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 if cfg.use_gpu is None else cfg.use_gpu
-    model_workers = cfg.model_workers or (gpus if use_gpu else 1)
-    face_workers = cfg.face_workers or max(1, cpus - model_workers)  # one CPU each; the rest for the model
     ecfg = ExtractConfig(frames=cfg.frames, margin=cfg.margin, detector=cfg.detector, max_side=cfg.max_side,
                          size=_crop_size(checkpoint if isinstance(checkpoint, str) else checkpoint[0]), threads=1)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4 * face_workers * 4))
-    ds = ds.map_batches(FaceStage, fn_constructor_kwargs={"cfg": ecfg}, batch_size=1, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=min(face_workers, len(items))),
-                        num_cpus=1)
-    ds = ds.map_batches(ModelStage, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": cfg.mc_passes,
-                                                           "evidence": cfg.evidence},
-                        batch_size=cfg.model_batch, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=model_workers),
-                        num_gpus=1 if use_gpu else 0, num_cpus=1)
+    model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
+    if not use_gpu:
+        # CPU only: one fused actor per core decodes, detects and scores, so no core idles waiting on
+        # a separate model stage (the model is small next to decoding and detection).
+        workers = min(cfg.face_workers or cpus, len(items))
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * workers))
+        ds = ds.map_batches(CpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs}, batch_size=1,
+                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+    else:
+        model_workers = cfg.model_workers or gpus
+        face_workers = cfg.face_workers or max(1, cpus - model_workers)  # one CPU each; the rest feed the GPUs
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * face_workers))
+        ds = ds.map_batches(FaceStage, fn_constructor_kwargs={"cfg": ecfg}, batch_size=1, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=min(face_workers, len(items))), num_cpus=1)
+        ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model_kwargs, batch_size=cfg.model_batch,
+                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=model_workers),
+                            num_gpus=1, num_cpus=1)
     yield from ds.iter_batches(batch_size=batch_rows, batch_format="pyarrow")
 
 
