@@ -50,27 +50,33 @@ def make_corpus(folder: Path, n: int, n_frames: int, w: int, h: int) -> list[dic
     return rows
 
 
+def cv2_sampled_frames(uri: str, n: int, max_side: int) -> list:
+    """The seed-style decode: cv2 reads every frame, keeps ``n`` uniformly sampled ones (RGB, resized)."""
+    import cv2
+
+    cap = cv2.VideoCapture(uri)
+    want = set(uniform_indices(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), n))
+    frames, i = [], 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if i in want:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            s = min(1.0, max_side / max(rgb.shape[:2]))
+            frames.append(cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb)
+        i += 1
+    cap.release()
+    return frames
+
+
 def naive(rows: list[dict], cfg: ExtractConfig) -> tuple[int, int]:
     """The seed-style loop: decode every frame with cv2, detect and crop on the sampled ones."""
-    import cv2
 
     det = get_detector("haar")
     n_faces = n_frames = 0
     for row in rows:
-        cap = cv2.VideoCapture(row["uri"])
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        want = set(uniform_indices(total, cfg.frames))
-        frames, i = [], 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i in want:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                s = min(1.0, cfg.max_side / max(rgb.shape[:2]))
-                frames.append(cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb)
-            i += 1
-        cap.release()
+        frames = cv2_sampled_frames(row["uri"], cfg.frames, cfg.max_side)
         kept = select_faces(det.detect(frames))
         for t, d in kept:
             encode_image(crop_face(frames[t], d.box, cfg.size, cfg.margin))

@@ -26,14 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from extract import make_corpus, run_child  # noqa: E402
+from extract import cv2_sampled_frames, make_corpus, run_child  # noqa: E402
 
 from deepgen.faces import ExtractConfig, crop_face, extract_media, get_detector  # noqa: E402
 from deepgen.faces.crop import decode_image  # noqa: E402
 from deepgen.faces.track import select_faces  # noqa: E402
 from deepgen.schema import MANIFEST_SCHEMA  # noqa: E402
 from deepgen.storage import write_table  # noqa: E402
-from deepgen.video import uniform_indices  # noqa: E402
 
 
 def make_bundle(out: str, backbone: str, image_size: int) -> str:
@@ -50,23 +49,9 @@ def make_bundle(out: str, backbone: str, image_size: int) -> str:
 
 def seed_loop(rows, bundle, cfg: ExtractConfig) -> int:
     """for video in dataset: model.predict(video) -- every frame decoded, one forward pass per face."""
-    import cv2
-
     det = get_detector("haar")
     for row in rows:
-        cap = cv2.VideoCapture(row["uri"])
-        want = set(uniform_indices(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cfg.frames))
-        frames, i = [], 0
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i in want:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                s = min(1.0, cfg.max_side / max(rgb.shape[:2]))
-                frames.append(cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb)
-            i += 1
-        cap.release()
+        frames = cv2_sampled_frames(row["uri"], cfg.frames, cfg.max_side)
         logits = [bundle.predict([crop_face(frames[t], d.box, cfg.size, cfg.margin)])["logit"][0]
                   for t, d in select_faces(det.detect(frames))]
         float(np.mean(logits)) if logits else None
