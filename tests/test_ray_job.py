@@ -33,13 +33,16 @@ def ray_head():
     pytest.importorskip("ray.dashboard.modules.job", reason="ray[default] is not installed")
     if RAY is None:
         pytest.skip("the ray command is not installed")
-    port, dash = _port(), _port()
+    port, dash, agent, agent_grpc, env_agent, client = (_port() for _ in range(6))
     temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
     proc = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", "--include-dashboard=true", "--num-cpus=2",
+         # own agent ports: the session's embedded Ray already holds the defaults (52365, ...)
+         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--runtime-env-agent-port={env_agent}", f"--ray-client-server-port={client}",
          "--object-store-memory=200000000", f"--temp-dir={temp}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
