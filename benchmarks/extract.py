@@ -202,13 +202,28 @@ def run_child(code: str, *args: str) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def corpus_parser(doc: str) -> argparse.ArgumentParser:
+    """The corpus options both benchmarks share."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=12)
     ap.add_argument("--frames", type=int, default=150, help="frames per clip (25 fps)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--sample", type=int, default=32, help="frames sampled per clip")
+    return ap
+
+
+def write_manifests(rows: list[dict], folder: Path) -> tuple[str, str]:
+    """Manifests of the corpus at 1x and 4x (each clip listed four times under new media ids)."""
+    m1, m4 = str(folder / "m1.parquet"), str(folder / "m4.parquet")
+    write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), m1)
+    rows4 = [dict(r, media_id=f"{r['media_id']}#{k}") for k in range(4) for r in rows]
+    write_table(pa.Table.from_pylist(rows4, schema=MANIFEST_SCHEMA), m4)
+    return m1, m4
+
+
+def main() -> None:
+    ap = corpus_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=2, help="single-process repetitions (best is kept)")
     a = ap.parse_args()
     cfg = ExtractConfig(frames=a.sample)
@@ -218,10 +233,7 @@ def main() -> None:
         rows = make_corpus(tmp, a.videos, a.frames, a.width, a.height)
         print(f"corpus: {a.videos} clips, {a.frames} frames {a.width}x{a.height} H.264 (GOP 50), "
               f"{a.sample} sampled per clip; made in {time.perf_counter() - t:.1f}s; cpu cores: {os.cpu_count()}")
-        m1, m4 = str(tmp / "m1.parquet"), str(tmp / "m4.parquet")
-        write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), m1)
-        rows4 = [dict(r, media_id=f"{r['media_id']}#{k}") for k in range(4) for r in rows]
-        write_table(pa.Table.from_pylist(rows4, schema=MANIFEST_SCHEMA), m4)
+        m1, m4 = write_manifests(rows, tmp)
 
         results = []
         single_process = (("(a) naive loop: cv2 decodes all, 1 proc", naive),

@@ -12,7 +12,6 @@ RSS of the driver and every Ray process at 1x and 4x corpus.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -20,19 +19,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from extract import cv2_sampled_frames, make_corpus, run_child  # noqa: E402
+from extract import corpus_parser, cv2_sampled_frames, make_corpus, run_child, write_manifests  # noqa: E402
 
 from deepgen.faces import ExtractConfig, crop_face, extract_media, get_detector  # noqa: E402
 from deepgen.faces.crop import decode_image  # noqa: E402
 from deepgen.faces.track import select_faces  # noqa: E402
-from deepgen.schema import MANIFEST_SCHEMA  # noqa: E402
-from deepgen.storage import write_table  # noqa: E402
 
 
 def make_bundle(out: str, backbone: str, image_size: int) -> str:
@@ -110,12 +106,7 @@ def ray_run(manifest: str, bundle: str, out: str, frames: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", type=int, default=12)
-    ap.add_argument("--frames", type=int, default=150, help="frames per clip (25 fps)")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=360)
-    ap.add_argument("--sample", type=int, default=32, help="frames sampled per clip")
+    ap = corpus_parser(__doc__)
     ap.add_argument("--backbone", default="test_efficientnet")
     ap.add_argument("--image-size", type=int, default=64)
     a = ap.parse_args()
@@ -124,10 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deepgen-score-bench-") as tmp:
         tmp = Path(tmp)
         rows = make_corpus(tmp, a.videos, a.frames, a.width, a.height)
-        m1, m4 = str(tmp / "m1.parquet"), str(tmp / "m4.parquet")
-        write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), m1)
-        rows4 = [dict(r, media_id=f"{r['media_id']}#{k}") for k in range(4) for r in rows]
-        write_table(pa.Table.from_pylist(rows4, schema=MANIFEST_SCHEMA), m4)
+        m1, m4 = write_manifests(rows, tmp)
         bundle_uri = make_bundle(str(tmp / "bundle"), a.backbone, a.image_size)
         bundle = load_bundle(bundle_uri)
         cfg = ExtractConfig(frames=a.sample, size=a.image_size)
