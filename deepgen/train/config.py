@@ -106,6 +106,19 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     return cfg
 
 
+def read_yaml_mapping(where: str, kind: str, hint: str, example: str) -> dict:
+    """A YAML file (path or URI) holding a mapping; a missing, invalid or non-mapping file is one sentence."""
+    if not storage.exists(where):
+        raise DeepgenError(f"{kind} {where} does not exist; pass {hint}.")
+    try:
+        data = yaml.safe_load(storage.read_bytes(where)) or {}
+    except yaml.YAMLError as e:
+        raise DeepgenError(f"{kind} {where} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from e
+    if not isinstance(data, dict):
+        raise DeepgenError(f"{kind} {where} must hold a mapping of settings; see {example}.")
+    return data
+
+
 def load_config(config: str | dict | TrainConfig, overrides: dict | None = None) -> TrainConfig:
     """Read a recipe from a YAML path/URI, a dict or a TrainConfig, apply ``overrides``, and validate it."""
     if isinstance(config, TrainConfig):
@@ -114,14 +127,7 @@ def load_config(config: str | dict | TrainConfig, overrides: dict | None = None)
         data, where = dict(config), "config"
     else:
         where = str(config)
-        if not storage.exists(where):
-            raise DeepgenError(f"config file {where} does not exist; pass a recipe such as configs/full.yaml.")
-        try:
-            data = yaml.safe_load(storage.read_bytes(where)) or {}
-        except yaml.YAMLError as e:
-            raise DeepgenError(f"config file {where} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from e
-        if not isinstance(data, dict):
-            raise DeepgenError(f"config file {where} must hold a mapping of settings; see configs/erm.yaml.")
+        data = read_yaml_mapping(where, "config file", "a recipe such as configs/full.yaml", "configs/erm.yaml")
     for key, value in (overrides or {}).items():  # "model.image_size" style keys reach into sections
         section, _, sub = key.partition(".")
         if sub:

@@ -7,11 +7,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from deepgen import storage
 from deepgen.errors import DeepgenError
-from deepgen.train.config import TrainConfig, load_config
+from deepgen.train.config import TrainConfig, load_config, read_yaml_mapping
 
 OBJECTIVES = ("min_auc", "mean_auc", "weighted")
 SEARCHES = ("optuna", "random")
@@ -111,14 +109,7 @@ def load_settings(
         data, where, base_dir = dict(config), "tune config", os.getcwd()
     else:
         where = str(config)
-        if not storage.exists(where):
-            raise DeepgenError(f"tune config {where} does not exist; pass one such as configs/tune.yaml.")
-        try:
-            data = yaml.safe_load(storage.read_bytes(where)) or {}
-        except yaml.YAMLError as e:
-            raise DeepgenError(f"tune config {where} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from e
-        if not isinstance(data, dict):
-            raise DeepgenError(f"tune config {where} must hold a mapping of settings; see configs/tune.yaml.")
+        data = read_yaml_mapping(where, "tune config", "one such as configs/tune.yaml", "configs/tune.yaml")
         base_dir = os.path.dirname(where) if not storage.is_remote(where) else where.rsplit("/", 1)[0]
     _unknown(data, KEYS, where)
     scheduler = _mapping(data.get("scheduler"), f"{where}: scheduler")
