@@ -1,4 +1,4 @@
-"""Augmentations: seeded perturbations and self-blended pseudo-fakes confined to their mask."""
+"""Augmentations: seeded perturbations and blended pseudo-fakes confined to their mask."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from deepgen.augment import (
     PerturbConfig,
     boundary_map,
+    color_transfer,
     face_mask,
     jpeg_compress,
+    other_blend,
     perturb,
     self_blend,
 )
@@ -76,3 +78,30 @@ def test_boundary_map_from_mask():
     b = boundary_map(mask)
     assert np.allclose(b, 4 * mask * (1 - mask))
     assert b[mask == 0].max() == 0 and b.max() <= 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_other_blend_brings_the_other_face_inside_the_mask_only(seed):
+    img, other = _face(seed=seed), _face(seed=seed + 50)
+    other[..., 0] = np.clip(other[..., 0].astype(int) + 60, 0, 255)  # another identity: redder skin
+    fake, mask = other_blend(img, other, np.random.default_rng(seed), box=np.array([10, 8, 54, 58]))
+    assert fake.shape == img.shape and mask.shape == img.shape[:2] and 0 <= mask.min() and mask.max() <= 1
+    changed = np.any(fake != img, axis=2)
+    assert changed.any() and not np.any(changed & (mask == 0)), "pixels outside the mask changed"
+    inside = mask >= 0.9 * mask.max()
+    # inside the mask the pseudo-fake has moved towards the other face (red partly kept: partial colour match)
+    assert np.abs(fake[inside].astype(int) - other[inside]).mean() < np.abs(img[inside].astype(int) - other[inside]).mean()
+    again, mask2 = other_blend(img, other, np.random.default_rng(seed), box=np.array([10, 8, 54, 58]))
+    assert np.array_equal(again, fake) and np.array_equal(mask, mask2)
+    small = cv2.resize(other, (32, 32))  # a face of another size is resized to the target's
+    assert other_blend(img, small, np.random.default_rng(seed))[0].shape == img.shape
+
+
+def test_color_transfer_matches_lab_statistics_inside_the_mask():
+    src, ref = _face(seed=1).astype(np.float32), _face(seed=2).astype(np.float32) * 0.6
+    mask = np.zeros(src.shape[:2], np.float32)
+    mask[16:48, 16:48] = 1
+    out = color_transfer(src, ref, mask)
+    lab = [cv2.cvtColor(np.clip(x / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)[mask > 0] for x in (out, ref)]
+    assert np.allclose(lab[0].mean(0), lab[1].mean(0), atol=1.5)
+    assert np.array_equal(color_transfer(src, ref, np.zeros_like(mask)), src)  # too small a region: unchanged

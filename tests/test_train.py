@@ -98,6 +98,36 @@ def test_training_batch_makes_pseudo_fakes_deterministically(faces):
     assert all(not np.array_equal(img, orig) for img, orig, r in zip(images, originals, was_real) if r)
 
 
+def test_training_batch_blends_other_faces_with_blend_other_prob(faces, monkeypatch):
+    """blend_other_prob picks Face X-ray blends of another real of the batch; 0 keeps pure SBI."""
+    import deepgen.train.data as data_mod
+    from deepgen.train.data import build_train_data, make_train_batch
+
+    calls = {"self": 0, "other": 0}
+    real_self, real_other = data_mod.self_blend, data_mod.other_blend
+
+    def count(kind, fn):
+        def wrapped(*args, **kwargs):
+            calls[kind] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(data_mod, "self_blend", count("self", real_self))
+    monkeypatch.setattr(data_mod, "other_blend", count("other", real_other))
+    for prob, expect in ((0.0, "self"), (1.0, "other")):
+        calls.update(self=0, other=0)
+        cfg = load_config({"sbi_prob": 1.0, "blend_other_prob": prob, "batch_size": 8})
+        data = build_train_data([faces], cfg)
+        rows = data.train.slice(0, 16)
+        batch = {c: rows[c].to_numpy(zero_copy_only=False) for c in rows.column_names}
+        images, labels, _, _, masks = make_train_batch(batch, cfg, np.random.default_rng(1), 0, with_masks=True)
+        n_real = int((batch["label"] == 0).sum())
+        assert n_real >= 2 and calls[expect] == n_real and sum(calls.values()) == n_real
+        assert np.all(labels == 1) and sum(m is not None for m in masks) == n_real
+    with pytest.raises(DeepgenError, match=r"blend_other_prob is 1.5; set a probability between 0 and 1"):
+        load_config({"blend_other_prob": 1.5})
+
+
 def test_two_worker_training_reaches_auc(ray_session, faces, s3_bucket, tmp_path):
     cfg = {"name": "itest", "epochs": 8, "batch_size": 16, "lr": 0.003,
            "model": {"backbone": "test_efficientnet", "image_size": 64}}
@@ -129,3 +159,27 @@ def test_two_worker_training_reaches_auc(ray_session, faces, s3_bucket, tmp_path
     fs, path = get_fs(result["checkpoints"])
     kept = [p for p in fs.ls(path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1].startswith("checkpoint_2")]
     assert 1 <= len(kept) <= 2  # num_to_keep
+
+
+def test_weight_average_is_an_ema_of_weights_and_buffers():
+    import torch
+
+    from deepgen.train.loop import weight_average
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    assert weight_average(model, 0.0) is None
+    ema = weight_average(model, 0.99)
+    w0 = model[0].weight.detach().clone()
+    ema.update_parameters(model)  # the first update copies the weights
+    with torch.no_grad():
+        model[0].weight.add_(2.0)
+        model[1].running_mean.fill_(4.0)
+    ema.update_parameters(model)  # warm-up: decay (1 + 1) / (10 + 1), not 0.99, after one update
+    d = 2 / 11
+    assert torch.allclose(ema.module[0].weight, w0 * d + (w0 + 2.0) * (1 - d))
+    assert torch.allclose(ema.module[1].running_mean, torch.tensor([4.0 * (1 - d)]))
+    for _ in range(2000):  # long runs reach the configured decay
+        ema.update_parameters(model)
+    assert torch.allclose(ema.module[0].weight, w0 + 2.0, atol=1e-4)
+    with pytest.raises(DeepgenError, match=r"ema_decay is 1.0; use 0 \(off\) or a decay in \(0, 1\)"):
+        load_config({"ema_decay": 1.0})

@@ -32,7 +32,7 @@ node = cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
 cluster.wait_for_nodes()
 ray.init(address=cluster.address, log_to_driver=False)
 events, outcome = {}, {}
-cfg = {"name": "fault", "epochs": 6, "batch_size": 16, "lr": 0.003, "max_failures": 2, "num_to_keep": 2,
+cfg = {"name": "fault", "epochs": 6, "batch_size": 16, "lr": 0.003, "max_failures": 2, "num_to_keep": 2, "ema_decay": 0.9,
        "model": {"backbone": "test_efficientnet", "image_size": 32}}
 
 def run_training():

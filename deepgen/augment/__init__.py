@@ -1,4 +1,4 @@
-"""Training-time image augmentation: real-world perturbations and self-blended pseudo-fakes."""
+"""Training-time image augmentation: real-world perturbations and blended pseudo-fakes."""
 
 from deepgen.augment.perturb import (
     PerturbConfig,
@@ -9,17 +9,19 @@ from deepgen.augment.perturb import (
     jpeg_compress,
     perturb,
 )
-from deepgen.augment.sbi import boundary_map, face_mask, self_blend
+from deepgen.augment.sbi import boundary_map, color_transfer, face_mask, other_blend, self_blend
 
 __all__ = [
     "PerturbConfig",
     "add_noise",
     "boundary_map",
     "color_jitter",
+    "color_transfer",
     "downscale",
     "face_mask",
     "gaussian_blur",
     "jpeg_compress",
+    "other_blend",
     "perturb",
     "self_blend",
 ]

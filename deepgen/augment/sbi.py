@@ -1,8 +1,11 @@
-"""Self-blended pseudo-fakes (Shiohara & Yamasaki, CVPR 2022).
+"""Blended pseudo-fakes: self-blended images (Shiohara & Yamasaki, CVPR 2022) and Face X-ray's
+blended images (Li et al., CVPR 2020).
 
-A real face is blended with a transformed copy of itself (colour and frequency changes, a small
-scale/shift) inside a soft, deformed face mask. The result carries the generic traces of face
+:func:`self_blend` blends a real face with a transformed copy of itself (colour and frequency
+changes, a small scale/shift) inside a soft, deformed face mask: the generic traces of face
 swapping (blending boundary, colour and sharpness mismatch) without any one method's fingerprint.
+:func:`other_blend` blends in *another* real face instead, colour-matched part of the way as swap
+pipelines do, which adds the inner-face/outer-face identity mismatch that swaps leave.
 The returned mask is the blending mask m; ``boundary_map(m) = 4 m (1 - m)`` is the Face X-ray target.
 """
 
@@ -77,9 +80,17 @@ def face_mask(
     return soft / peak if peak > 0 else soft
 
 
+def _jitter_geometry(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A small random scale (+-5%) and shift (+-3%): the residual misalignment of a pasted face."""
+    h, w = image.shape[:2]
+    scale = rng.uniform(0.95, 1.05)
+    tx, ty = rng.uniform(-0.03, 0.03, 2) * (w, h)
+    m = np.array([[scale, 0, (1 - scale) * w / 2 + tx], [0, scale, (1 - scale) * h / 2 + ty]], np.float32)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def _source_transform(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour, frequency and small geometric changes that turn the image into a blending source."""
-    h, w = image.shape[:2]
     out = image
     # colour: per-channel shift plus brightness/contrast/saturation, never the identity
     shift = rng.uniform(8, 30, 3) * rng.choice([-1, 1], 3)
@@ -95,11 +106,43 @@ def _source_transform(image: np.ndarray, rng: np.random.Generator) -> np.ndarray
         out = np.clip(out.astype(np.float32) * (1 + amount) - blurred * amount, 0, 255).astype(np.uint8)
     else:
         out = downscale(out, rng.uniform(0.35, 0.7))
-    # geometry: small scale and translation
-    scale = rng.uniform(0.95, 1.05)
-    tx, ty = rng.uniform(-0.03, 0.03, 2) * (w, h)
-    m = np.array([[scale, 0, (1 - scale) * w / 2 + tx], [0, scale, (1 - scale) * h / 2 + ty]], np.float32)
-    return cv2.warpAffine(out, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return _jitter_geometry(out, rng)
+
+
+def color_transfer(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Match ``src``'s per-channel Lab mean/std to ``ref`` inside ``mask`` (Reinhard transfer); float 0..255 RGB."""
+    sel = mask > 0.5
+    if sel.sum() < 16:
+        return np.asarray(src, np.float32)
+    s = cv2.cvtColor(np.clip(src / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
+    r = cv2.cvtColor(np.clip(ref / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
+    ms, ss = s[sel].mean(0), s[sel].std(0) + 1e-3
+    mr, sr = r[sel].mean(0), r[sel].std(0) + 1e-3
+    s = (s - ms) / ss * sr + mr
+    return cv2.cvtColor(s.astype(np.float32), cv2.COLOR_LAB2RGB) * 255
+
+
+def _other_source(image: np.ndarray, other: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """Another face made into a blending source: colour moved part of the way to ``image``, maybe softened."""
+    h, w = image.shape[:2]
+    if other.shape[:2] != (h, w):
+        other = cv2.resize(other, (w, h), interpolation=cv2.INTER_AREA)
+    src = other.astype(np.float32)
+    matched = color_transfer(src, image.astype(np.float32), mask)
+    a = rng.uniform(0.4, 1.0)  # swap pipelines correct colour, rarely completely
+    out = np.clip(np.rint(a * matched + (1 - a) * src), 0, 255).astype(np.uint8)
+    choice = rng.integers(0, 4)  # a generator's output is often softer than the camera image
+    if choice == 0:
+        out = gaussian_blur(out, rng.uniform(0.4, 1.2))
+    elif choice == 1:
+        out = downscale(out, rng.uniform(0.4, 0.8))
+    return _jitter_geometry(out, rng)
+
+
+def _composite(image: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    m = mask[..., None]
+    out = source.astype(np.float32) * m + image.astype(np.float32) * (1.0 - m)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def self_blend(
@@ -115,9 +158,26 @@ def self_blend(
     mask = face_mask(image.shape[:2], rng, landmarks, box)
     mask *= float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
     source = _source_transform(image, rng)
-    m = mask[..., None]
-    out = source.astype(np.float32) * m + image.astype(np.float32) * (1.0 - m)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), mask
+    return _composite(image, source, mask), mask
+
+
+def other_blend(
+    image: np.ndarray,
+    other: np.ndarray,
+    rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(pseudo_fake, mask)``: another real face ``other`` blended into ``image`` inside ``mask``.
+
+    Face X-ray's blended image: ``other`` (a crop of a different identity, resized to ``image``'s size)
+    is colour-matched part of the way to ``image`` and maybe softened; pixels where ``mask == 0`` are
+    exactly the input's. Same geometry arguments as :func:`self_blend`.
+    """
+    mask = face_mask(image.shape[:2], rng, landmarks, box)
+    mask *= float(rng.choice([0.5, 0.75, 1.0, 1.0, 1.0]))
+    source = _other_source(image, other, rng, mask)
+    return _composite(image, source, mask), mask
 
 
 def boundary_map(mask: np.ndarray) -> np.ndarray:

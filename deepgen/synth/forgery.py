@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from deepgen.augment.sbi import color_transfer
 from deepgen.synth.face import HULL_LANDMARKS, Clip, Identity, render_clip
 
 # landmarks used to align a donor face onto the target (brows, eyes, nose, mouth, chin)
@@ -101,19 +102,6 @@ def aligned_donor(clip: Clip, donor: Identity, seed: int = 0, jitter: float = 0.
             borderMode=cv2.BORDER_REFLECT,
         )
     return out
-
-
-def color_transfer(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Match ``src``'s per-channel Lab mean/std to ``ref`` inside ``mask`` (Reinhard transfer)."""
-    sel = mask > 0.5
-    if sel.sum() < 16:
-        return src
-    s = cv2.cvtColor(np.clip(src / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
-    r = cv2.cvtColor(np.clip(ref / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)
-    ms, ss = s[sel].mean(0), s[sel].std(0) + 1e-3
-    mr, sr = r[sel].mean(0), r[sel].std(0) + 1e-3
-    s = (s - ms) / ss * sr + mr
-    return cv2.cvtColor(s.astype(np.float32), cv2.COLOR_LAB2RGB) * 255
 
 
 def _composite(target: np.ndarray, face: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -32,10 +32,12 @@ class TrainConfig:
     grl_gamma: float = 10.0  # DANN schedule steepness: coef = 2/(1+exp(-gamma p)) - 1
     sbi_prob: float = 0.0  # chance a real training face becomes its self-blended pseudo-fake
     sbi_only: bool = False  # train on reals + pseudo-fakes only (the datasets' fakes are dropped)
+    blend_other_prob: float = 0.0  # share of pseudo-fakes blending in another real face (Face X-ray), not itself
     crop_margin: float = 0.3  # margin extraction used; maps frame landmarks/boxes into the crop
     num_to_keep: int = 2  # checkpoints kept, best by val_mean_auc
     max_failures: int = 2  # worker failures survived by resuming from the last checkpoint
     amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,8 +79,11 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < (2 if name == "batch_size" else 1):
             raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set it to a positive integer"
                                f"{' >= 2' if name == 'batch_size' else ''}.")
-    if not 0.0 <= cfg.sbi_prob <= 1.0:
-        raise DeepgenError(f"{where}: sbi_prob is {cfg.sbi_prob}; set a probability between 0 and 1.")
+    if not isinstance(cfg.ema_decay, int | float) or not 0.0 <= cfg.ema_decay < 1.0:
+        raise DeepgenError(f"{where}: ema_decay is {cfg.ema_decay!r}; use 0 (off) or a decay in (0, 1) such as 0.995.")
+    for name in ("sbi_prob", "blend_other_prob"):
+        if not isinstance(getattr(cfg, name), int | float) or not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set a probability between 0 and 1.")
     for f in fields(PerturbConfig):
         if f.name.endswith("_p") and not 0.0 <= getattr(cfg.perturb, f.name) <= 1.0:
             raise DeepgenError(f"{where}: perturb.{f.name} is {getattr(cfg.perturb, f.name)}; "

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from deepgen import storage
-from deepgen.augment import perturb, self_blend
+from deepgen.augment import other_blend, perturb, self_blend
 from deepgen.errors import DeepgenError
 from deepgen.extract import read_faces as read_faces_table
 from deepgen.train.config import TrainConfig
@@ -158,22 +158,30 @@ def make_train_batch(batch: dict, cfg: TrainConfig, rng: np.random.Generator, sb
                      with_masks: bool = False) -> tuple:
     """Decode a training batch and augment it: pseudo-fakes from reals, then perturbations.
 
-    Returns images, labels (1 fake), domains and methods (-1 for reals); with ``with_masks`` also a
-    fifth item, one blend mask (float HxW in [0, 1], the crop's size) per pseudo-fake and ``None``
-    for every other face. The random draws are the same either way.
+    A real face becomes a pseudo-fake with probability ``sbi_prob`` (0.5 with ``sbi_only``): blended
+    with another real face of the batch with probability ``blend_other_prob`` (Face X-ray), else with
+    a transformed copy of itself (SBI). Returns images, labels (1 fake), domains and methods (-1 for
+    reals); with ``with_masks`` also a fifth item, one blend mask (float HxW in [0, 1], the crop's
+    size) per pseudo-fake and ``None`` for every other face. The random draws are the same either way.
     """
-    images, labels = [], batch["label"].astype(np.int64).copy()
+    labels = batch["label"].astype(np.int64).copy()
     methods = batch["method"].astype(np.int64).copy()
-    masks: list[np.ndarray | None] = []
+    decoded = [decode_image(data) for data in batch["image"]]
+    reals = np.flatnonzero(labels == 0)
+    images, masks = [], []
     p_sbi = 0.5 if cfg.sbi_only else cfg.sbi_prob
-    for i, data in enumerate(batch["image"]):
-        img = decode_image(data)
+    for i, img in enumerate(decoded):
         mask = None
         if labels[i] == 0 and p_sbi > 0 and rng.random() < p_sbi:
             box = batch["box"][i] if "box" in batch else None
             lms = batch["landmarks"][i] if "landmarks" in batch else None
             crop_box, pts = _crop_geometry(box, lms, img.shape[0], cfg.crop_margin)
-            img, mask = self_blend(img, rng, landmarks=pts, box=crop_box)
+            others = reals[reals != i]
+            if cfg.blend_other_prob > 0 and len(others) and rng.random() < cfg.blend_other_prob:
+                other = decoded[int(others[rng.integers(len(others))])]
+                img, mask = other_blend(img, other, rng, landmarks=pts, box=crop_box)
+            else:
+                img, mask = self_blend(img, rng, landmarks=pts, box=crop_box)
             labels[i], methods[i] = 1, sbi_method
         masks.append(mask)
         images.append(perturb(img, cfg.perturb, rng))

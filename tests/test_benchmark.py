@@ -1,0 +1,57 @@
+"""The generalization benchmark's scoring and table: per-dataset video AUC, mean/min over unseen sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepgen.benchmark import (
+    PERTURBATIONS,
+    TESTS,
+    TRAIN,
+    generalization,
+    markdown_table,
+    score_recipe,
+)
+from deepgen.bundle import load_bundle
+from deepgen.errors import DeepgenError
+
+
+def _crops(videos_per_set: int = 8, frames: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in (TRAIN, *TESTS):
+        for v in range(videos_per_set):
+            label = v % 2
+            for f in range(frames):
+                crop = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+                rows.append({"media_id": f"{d}-{v}", "frame_index": f, "label": label, "dataset": d,
+                             "skin_tone_group": ("light", "dark")[v // 2 % 2], "crop": crop})
+    return pd.DataFrame(rows)
+
+
+def test_score_recipe_row_is_consistent(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    df = _crops()
+    out = score_recipe(bundle, df, seed=0)
+    row = out["row"]
+    unseen = [row[d] for d in TESTS]
+    assert all(0.0 <= v <= 1.0 for v in [*unseen, row[TRAIN]])
+    assert row["mean_auc"] == pytest.approx(np.mean(unseen)) and row["min_auc"] == pytest.approx(min(unseen))
+    assert {f"auc_{p}" for p in PERTURBATIONS} | {"auc_pgd2", "ece_in_domain", "worst_group_auc"} <= set(row)
+    assert 0.0 <= row["ece_in_domain"] <= 1.0 and 0.0 <= row["worst_group_auc"] <= 1.0
+    videos = out["videos"]
+    assert len(videos) == df["media_id"].nunique() and np.isfinite(videos["logit"]).all()
+    again = score_recipe(bundle, df, seed=0)["row"]  # seeded perturbations and attack: same numbers
+    assert all(again[k] == pytest.approx(v, nan_ok=True) for k, v in row.items())
+
+
+def test_markdown_table_formats_numbers_and_blanks():
+    t = pd.DataFrame([{"recipe": "erm", "mean_auc": 0.61234, "ece": float("nan")}])
+    assert markdown_table(t).splitlines() == ["| recipe | mean_auc | ece |", "|---|---|---|", "| erm | 0.612 |  |"]
+
+
+def test_unknown_recipe_is_one_sentence(tmp_path):
+    with pytest.raises(DeepgenError, match=r"recipe\(s\) nope have no configs/<name>.yaml; choose from .*full"):
+        generalization(str(tmp_path), recipes=("nope",))
