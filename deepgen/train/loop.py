@@ -124,11 +124,17 @@ def weight_average(model: torch.nn.Module, decay: float):
         return None
     from torch.optim.swa_utils import AveragedModel
 
-    def ema(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def ema(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        # called once per (device, dtype) group, so reading n costs one host sync per step, not per tensor
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return averaged * d + current * (1.0 - d)
+        for a, c in zip(averaged, current):
+            if a.is_floating_point():
+                a.lerp_(c, 1.0 - d)
+            else:  # integer buffers (BatchNorm's num_batches_tracked)
+                a.copy_(a * d + c * (1.0 - d))
 
-    return AveragedModel(model, avg_fn=ema, use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
 
 
 def _amp(device: torch.device, enabled: bool):
@@ -208,8 +214,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         resumed_from = state["epoch"]
     model = ray.train.torch.prepare_model(base)  # DDP over gloo (CPU) or NCCL (GPU)
     ema = weight_average(base, cfg.ema_decay)  # after prepare_model: on the training device
-    if ema is not None and "ema" in state:
-        ema.load_state_dict(state["ema"])
+    if ema is not None and "ema_updates" in state:  # the checkpoint's "model" is the average
+        ema.module.load_state_dict(state["model"])
+        ema.n_averaged.fill_(state["ema_updates"])
     autocast, scaler = _amp(device, cfg.amp)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -276,8 +283,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     json.dump(history, f)
                 saved = {"model": scored.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                          "history": history}
-                if ema is not None:  # "model" is the average (the bundle's); resume needs both
-                    saved.update(train_model=base.state_dict(), ema=ema.state_dict())
+                if ema is not None:  # "model" is the average (the bundle's); resume also needs the raw weights
+                    saved.update(train_model=base.state_dict(), ema_updates=int(ema.n_averaged))
                 torch.save(saved, os.path.join(tmp, STATE))
                 feats = np.concatenate([p["features"] for p in parts])
                 keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
