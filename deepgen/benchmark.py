@@ -159,11 +159,19 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.runtime import init_ray
     from deepgen.train import train
+    from deepgen.train.config import load_config
 
     unknown = [r for r in recipes if not (CONFIGS / f"{r}.yaml").exists()]
     if unknown:
         raise DeepgenError(f"recipe(s) {', '.join(unknown)} have no configs/<name>.yaml; choose from "
                            f"{', '.join(sorted(p.stem for p in CONFIGS.glob('*.yaml')))}.")
+    if crop_size < 16:
+        raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (160 by default).")
+    overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}),
+                 **({"model.backbone": backbone} if backbone else {}),
+                 **({"model.image_size": image_size} if image_size else {})}
+    for recipe in recipes:  # a bad override fails now, not after the corpus is rendered and extracted
+        load_config(str(CONFIGS / f"{recipe}.yaml"), overrides)
     t0 = time.perf_counter()
     init_ray(None)
     log(f"data: {videos} videos per preset, {frames} frames each, {crop_size}-pixel face crops")
@@ -172,9 +180,6 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     rows, logits, bundles = [], {}, []
     for recipe in recipes:
         t = time.perf_counter()
-        overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}),
-                     **({"model.backbone": backbone} if backbone else {}),
-                     **({"model.image_size": image_size} if image_size else {})}
         res = train(str(CONFIGS / f"{recipe}.yaml"), [faces[TRAIN]], os.path.join(out, "runs", recipe),
                     workers=workers, overrides=overrides, overwrite=True)
         bundle = load_bundle(res["bundle"])

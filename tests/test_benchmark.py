@@ -55,3 +55,13 @@ def test_markdown_table_formats_numbers_and_blanks():
 def test_unknown_recipe_is_one_sentence(tmp_path):
     with pytest.raises(DeepgenError, match=r"recipe\(s\) nope have no configs/<name>.yaml; choose from .*full"):
         generalization(str(tmp_path), recipes=("nope",))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"image_size": 8}, r"model.image_size is 8; use at least 16 pixels"),
+    ({"crop_size": 8}, r"crop size 8 is too small for a face; use --crop-size 16 or more"),
+])
+def test_bad_sizes_fail_before_any_data_is_made(tmp_path, kwargs, match):
+    with pytest.raises(DeepgenError, match=match):
+        generalization(str(tmp_path / "out"), recipes=("erm",), **kwargs)
+    assert not (tmp_path / "out").exists()
