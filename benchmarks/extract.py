@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepgen.faces import ExtractConfig, crop_face, encode_image, extract_media, get_detector  # noqa: E402
-from deepgen.faces.samples import face_frames, load_rgb, write_video  # noqa: E402
 from deepgen.faces.track import select_faces  # noqa: E402
 from deepgen.schema import MANIFEST_SCHEMA  # noqa: E402
 from deepgen.storage import write_table  # noqa: E402
+from deepgen.testing.faces import face_frames, load_rgb, write_video  # noqa: E402
 from deepgen.video import uniform_indices  # noqa: E402
 
 FACES_DIR = Path(os.environ.get("DEEPGEN_FACES_DIR", ROOT.parent / "shared" / "data" / "real_faces"))
@@ -150,7 +150,7 @@ def poll():
         peak["workers"] = max(peak["workers"], workers)
         time.sleep(0.1)
 th = threading.Thread(target=poll, daemon=True); th.start()
-from deepgen.extract import extract_faces
+from deepgen.faces.extract import extract_faces
 t = time.perf_counter()
 s = extract_faces(sys.argv[1], sys.argv[2], frames=int(sys.argv[3]), size=224, overwrite=True)
 s["wall"] = time.perf_counter() - t  # includes starting the embedded Ray

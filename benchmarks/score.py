@@ -34,8 +34,8 @@ from deepgen.faces.track import select_faces  # noqa: E402
 def make_bundle(out: str, backbone: str, image_size: int) -> str:
     import torch
 
-    from deepgen.bundle import save_bundle
     from deepgen.models import ModelConfig, create_detector
+    from deepgen.models.bundle import save_bundle
 
     torch.manual_seed(0)
     model = create_detector(ModelConfig(backbone=backbone, image_size=image_size))
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="test_efficientnet")
     ap.add_argument("--image-size", type=int, default=64)
     a = ap.parse_args()
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
 
     with tempfile.TemporaryDirectory(prefix="deepgen-score-bench-") as tmp:
         tmp = Path(tmp)

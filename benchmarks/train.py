@@ -6,7 +6,7 @@ shard through Ray Data. samples/s are averaged over the epochs after the first (
 measured inside the training loop; end-to-end wall time (Ray/worker start-up, validation,
 checkpoints) is printed beside it.
 
-    python benchmarks/train.py --config configs/full.yaml --faces-per-class 800 --epochs 4
+    python benchmarks/train.py --config full --faces-per-class 800 --epochs 4
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def plain_loop(cfg, train_table, domains: list[str], methods: list[str], epochs:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/full.yaml")
+    parser.add_argument("--config", default="full")
     parser.add_argument("--faces-per-class", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=64)
@@ -71,9 +71,9 @@ def main() -> None:
 
     import ray
 
+    from deepgen.testing.toyfaces import write_toy_faces
     from deepgen.train import load_config, train
     from deepgen.train.data import build_train_data
-    from deepgen.train.toyfaces import write_toy_faces
 
     overrides = {"epochs": args.epochs, "model.image_size": args.image_size}
     cfg = load_config(args.config, overrides)

@@ -14,7 +14,7 @@ from deepgen.errors import DeepgenError
 
 # name -> ("module:attribute" of a click command, one-line help shown by `deepgen --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("deepgen.command:demo", "The whole flow from nothing on an embedded Ray (synth to report)."),
+    "demo": ("deepgen.experiments.command:demo", "The whole flow from nothing on an embedded Ray (synth to report)."),
     "synth": ("deepgen.synth.command:synth", "Render procedural face videos and forgeries in a real dataset layout."),
     "manifest": ("deepgen.datasets.command:manifest", "Read a dataset tree (local or s3://) into a manifest."),
     "extract": ("deepgen.faces.command:extract", "Detect, track and crop faces for a manifest on Ray Data."),
@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
     "tune": ("deepgen.tune.command:tune", "Ray Tune sweep of the loss weights, scored on held-out datasets."),
     "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
-    "benchmark": ("deepgen.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
+    "benchmark": ("deepgen.experiments.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),
 }

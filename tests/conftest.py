@@ -107,8 +107,8 @@ def tiny_bundle(tmp_path_factory) -> str:
     import numpy as np
     import torch
 
-    from deepgen.bundle import save_bundle
     from deepgen.models import ModelConfig, create_detector
+    from deepgen.models.bundle import save_bundle
 
     torch.manual_seed(0)
     model = create_detector(ModelConfig(image_size=48))

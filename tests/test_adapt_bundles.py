@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from deepgen.adapt.align import FeatureAlignment
-from deepgen.bundle import load_bundle
 from deepgen.cli import main
 from deepgen.faces.crop import decode_image
+from deepgen.models.bundle import load_bundle
 from deepgen.storage import read_table, write_table
-from deepgen.train.toyfaces import toy_faces_table
+from deepgen.testing.toyfaces import toy_faces_table
 
 
 @pytest.fixture(scope="module")

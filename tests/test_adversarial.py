@@ -8,7 +8,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from deepgen.adversarial import (
+from deepgen.errors import DeepgenError
+from deepgen.evaluation.robustness import (
     as_image_tensor,
     fgsm,
     model_logits,
@@ -16,7 +17,6 @@ from deepgen.adversarial import (
     predict_logits,
     robustness_table,
 )
-from deepgen.errors import DeepgenError
 
 MEAN = torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1)
 STD = torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1)

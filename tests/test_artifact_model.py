@@ -12,13 +12,13 @@ import torch
 
 from deepgen.artifacts.boundary import boundary_target
 from deepgen.augment import PerturbConfig
-from deepgen.bundle import load_bundle, save_bundle
 from deepgen.errors import DeepgenError
 from deepgen.models import ModelConfig, boundary_scores, create_detector
+from deepgen.models.bundle import load_bundle, save_bundle
+from deepgen.testing.toyfaces import write_toy_faces
 from deepgen.train import load_config
 from deepgen.train.data import build_train_data, decode_image, make_train_batch
 from deepgen.train.loop import boundary_training_targets, compute_losses
-from deepgen.train.toyfaces import write_toy_faces
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 NO_PERTURB = {f"{k}_p": 0.0 for k in ("jpeg", "blur", "noise", "color", "downscale")}
@@ -216,10 +216,10 @@ def test_old_bundle_config_without_switch_keys_loads(tmp_path):
 
 
 def test_artifacts_recipe_loads_and_bad_settings_fail():
-    cfg = load_config(os.path.join(ROOT, "configs", "artifacts.yaml"))
+    cfg = load_config("artifacts")
     assert cfg.name == "artifacts" and cfg.model.frequency_branch and cfg.model.boundary_head
     assert cfg.lambda_boundary > 0 and cfg.sbi_prob > 0
-    full = load_config(os.path.join(ROOT, "configs", "full.yaml"))
+    full = load_config("full")
     assert not full.model.frequency_branch and not full.model.boundary_head and full.lambda_boundary == 0
     assert isinstance(cfg.perturb, PerturbConfig)
     with pytest.raises(DeepgenError, match=r"lambda_boundary is -1; set it to a number >= 0"):
@@ -237,7 +237,7 @@ def test_artifacts_recipe_loads_and_bad_settings_fail():
 def test_artifacts_recipe_trains_on_ray(ray_session, faces, tmp_path):
     from deepgen.train import train
 
-    result = train(os.path.join(ROOT, "configs", "artifacts.yaml"), [faces], str(tmp_path / "run"), workers=1,
+    result = train("artifacts", [faces], str(tmp_path / "run"), workers=1,
                    overrides={"epochs": 1, "batch_size": 8})
     history = result["history"]
     assert len(history) == 1 and history[0]["train_boundary"] > 0

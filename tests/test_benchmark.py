@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepgen.benchmark import (
+from deepgen.errors import DeepgenError
+from deepgen.experiments.benchmark import (
     PERTURBATIONS,
     TESTS,
     TRAIN,
@@ -14,8 +15,7 @@ from deepgen.benchmark import (
     markdown_table,
     score_recipe,
 )
-from deepgen.bundle import load_bundle
-from deepgen.errors import DeepgenError
+from deepgen.models.bundle import load_bundle
 
 
 def _crops(videos_per_set: int = 8, frames: int = 2) -> pd.DataFrame:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from deepgen import storage
-from deepgen.bundle import load_bundle, reference_stats, save_bundle
 from deepgen.errors import DeepgenError
 from deepgen.models import ModelConfig, create_detector
+from deepgen.models.bundle import load_bundle, reference_stats, save_bundle
 
 
 def _model(seed: int = 0):

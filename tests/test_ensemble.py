@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepgen.ensemble import combine_logits, fit_ensemble_weights
 from deepgen.errors import DeepgenError
+from deepgen.evaluation.ensemble import combine_logits, fit_ensemble_weights
 
 
 def validation(seed: int = 0, n: int = 400):

@@ -12,7 +12,7 @@ import pytest
 from deepgen.cli import main
 from deepgen.evaluation.metrics import compute_metrics
 from deepgen.storage import read_table, write_table
-from deepgen.train.toyfaces import toy_faces_table
+from deepgen.testing.toyfaces import toy_faces_table
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_evaluate_writes_report_metrics_and_predictions(ray_session, tiny_bundle
 
 def test_evaluate_default_split_and_errors(ray_session, tiny_bundle, faces, tmp_path):
     from deepgen.errors import DeepgenError
-    from deepgen.evaluate import evaluate
+    from deepgen.evaluation.run import evaluate
 
     m = evaluate([tiny_bundle], [faces[0]], str(tmp_path / "r"), mc_passes=0, evidence=False, unseen_split="test")
     n_test = read_table(faces[0]).filter(pc.equal(read_table(faces[0])["split"], "test")).num_rows

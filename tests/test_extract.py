@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from deepgen.errors import DeepgenError
-from deepgen.extract import extract_faces, read_faces, read_status
 from deepgen.faces.command import extract
-from deepgen.faces.samples import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
+from deepgen.faces.extract import extract_faces, read_faces, read_status
 from deepgen.schema import FACES_SCHEMA, MANIFEST_SCHEMA
 from deepgen.storage import get_fs, join, write_table
+from deepgen.testing.faces import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
 
 PHOTOS = ["img1.jpg", "img10.jpg", "img11.jpg"]
 
@@ -132,7 +132,7 @@ def test_killed_run_leaves_no_table(ray_session, real_faces_dir, tmp_path):
     write_table(manifest(items), str(tmp_path / "m.parquet"))
     out = tmp_path / "out"
     address = ray_session.get_runtime_context().gcs_address
-    code = ("from deepgen.extract import extract_faces; import sys; "
+    code = ("from deepgen.faces.extract import extract_faces; import sys; "
             "extract_faces(sys.argv[1], sys.argv[2], frames=16, size=64, address=sys.argv[3], batch_size=1)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "m.parquet"), str(out), address])
     try:

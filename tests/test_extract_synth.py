@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from deepgen.extract import extract_faces, read_faces, read_status
+from deepgen.faces.extract import extract_faces, read_faces, read_status
 from deepgen.storage import write_table
 
 synth = pytest.importorskip("deepgen.synth.presets")

@@ -18,7 +18,7 @@ from deepgen.faces import (
     get_detector,
     select_faces,
 )
-from deepgen.faces.samples import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
+from deepgen.testing.faces import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
 
 PHOTOS = ["img1.jpg", "img10.jpg", "img11.jpg", "img2.jpg"]
 

@@ -64,7 +64,7 @@ def ray_head():
 
 
 def test_ray_job_submit_score(ray_head, real_faces_dir, tiny_bundle, tmp_path):
-    from deepgen.faces.samples import face_frames, load_rgb, write_video
+    from deepgen.testing.faces import face_frames, load_rgb, write_video
 
     address, env = ray_head
     video = write_video(str(tmp_path / "v.mp4"), face_frames(load_rgb(real_faces_dir / "img1.jpg"), 6, 320, 240))

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from deepgen.errors import DeepgenError
-from deepgen.faces.samples import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
 from deepgen.schema import SCORES_COLUMNS
 from deepgen.scoring import ScoreConfig, rescore, score
 from deepgen.scoring.store import read_scores
 from deepgen.storage import get_fs, read_table, write_table
+from deepgen.testing.faces import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
 
 CFG = ScoreConfig(frames=4, model_batch=4)
 EXPECTED = {
@@ -121,7 +121,7 @@ def test_rescore_incremental_idempotent_and_model_change(ray_session, media, tin
     assert third["items_scored"] == 2 and third["rows"] == 2
     assert third["score_histogram"]["counts"] and "shift" in third
     # a different model (other weights) rescoring everything
-    from deepgen.bundle import load_bundle, save_bundle
+    from deepgen.models.bundle import load_bundle, save_bundle
 
     b = load_bundle(tiny_bundle)
     with __import__("torch").no_grad():
@@ -155,7 +155,7 @@ def test_rescore_killed_driver_resumes_exactly_once(ray_session, media, tiny_bun
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)  # the driver dies mid-run
     proc.wait()
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
 
     model_id = load_bundle(tiny_bundle).model_id
     before = read_scores(store, model_id)

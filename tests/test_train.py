@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 import deepgen.runtime
-from deepgen.bundle import load_bundle
 from deepgen.errors import DeepgenError
+from deepgen.models.bundle import load_bundle
 from deepgen.storage import get_fs, read_table
+from deepgen.testing.toyfaces import write_toy_faces
 from deepgen.train import load_config, train
 from deepgen.train.command import train as train_command
+from deepgen.train.config import packaged_recipes
 from deepgen.train.data import decode_image
-from deepgen.train.toyfaces import write_toy_faces
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml")))
+CONFIGS = packaged_recipes()
 RECIPES = ("erm", "sbi", "dann", "supcon", "full")
 
 
@@ -39,12 +37,12 @@ def no_ray(monkeypatch):
 
 
 def test_recipes_load():
-    names = {os.path.basename(p)[:-5] for p in CONFIGS}
+    names = set(CONFIGS)
     assert set(RECIPES) <= names
     for name in RECIPES:
-        cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.yaml"))
+        cfg = load_config(name)
         assert cfg.name == name
-    full = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "full.yaml"))
+    full = load_config("full")
     assert min(full.lambda_domain, full.lambda_supcon, full.lambda_method, full.sbi_prob) > 0
     assert full.perturb.jpeg_p > 0 and full.perturb.jpeg_quality == (40, 95)
 

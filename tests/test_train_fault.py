@@ -18,7 +18,7 @@ import glob, json, os, socket, sys, threading, time
 import ray
 from ray.cluster_utils import Cluster
 from deepgen.train import train
-from deepgen.train.toyfaces import write_toy_faces
+from deepgen.testing.toyfaces import write_toy_faces
 
 work = sys.argv[1]
 faces = write_toy_faces(os.path.join(work, "faces.parquet"), n_per_class=40, seed=0)

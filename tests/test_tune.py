@@ -19,11 +19,12 @@ from click.testing import CliRunner
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
 import deepgen.runtime
-from deepgen.bundle import load_bundle
 from deepgen.cli import COMMANDS
 from deepgen.errors import DeepgenError
+from deepgen.models.bundle import load_bundle
+from deepgen.testing.toyfaces import write_toy_faces
 from deepgen.train import load_config
-from deepgen.train.toyfaces import write_toy_faces
+from deepgen.train.config import recipe_path
 from deepgen.tune import load_settings, objective_value, tune_sweep
 from deepgen.tune.cleanup import release_orphaned_placement_groups
 from deepgen.tune.command import tune as tune_command
@@ -56,7 +57,7 @@ def data(tmp_path_factory):
 
 def sweep_file(path, **changes) -> str:
     """A sweep file around configs/full.yaml, shrunk for CPU tests."""
-    spec = {"recipe": os.path.join(ROOT, "configs", "full.yaml"),
+    spec = {"recipe": recipe_path("full"),
             "overrides": {"model.image_size": 32, "batch_size": 16}, "epochs": 2, "objective": "weighted",
             "weight": 0.5, "seed": 0, "space": SPACE, "scheduler": {"asha": True, "grace_period": 1}}
     spec.update(changes)
@@ -73,7 +74,7 @@ def no_ray(monkeypatch):
 
 
 def test_shipped_sweep_file_loads():
-    s = load_settings(os.path.join(ROOT, "configs", "tune.yaml"))
+    s = load_settings("tune")
     assert set(s.space) == {"lambda_domain", "lambda_supcon", "lambda_method", "lr", "sbi_prob"}
     assert s.space["lr"].log and s.objective == "min_auc" and s.search == "optuna" and s.asha
     assert s.recipe["name"] == "full"

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepgen.faces.samples import write_bad_inputs, write_video
 from deepgen.storage import get_fs
+from deepgen.testing.faces import write_bad_inputs, write_video
 from deepgen.video import MediaError, sample_frames, uniform_indices
 
 BITS, CELL = 9, 24

@@ -18,7 +18,7 @@ from deepgen.errors import DeepgenError
 
 def _features(checkpoint: str, faces: list[str], split: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backbone features, labels and methods of every face (scored on Ray)."""
-    from deepgen.evaluate import _load_faces, score_frames
+    from deepgen.evaluation.run import _load_faces, score_frames
 
     table = _load_faces(faces, split, [])
     frames = score_frames(table, checkpoint)
@@ -31,7 +31,7 @@ def _linear(bundle) -> torch.nn.Linear:
 
 
 def _save(bundle, out: str, extras: dict, overwrite: bool) -> str:
-    from deepgen.bundle import save_bundle
+    from deepgen.models.bundle import save_bundle
 
     return save_bundle(out, bundle.model, recipe=bundle.config.get("recipe"), temperature=bundle.temperature,
                        domain_temperatures=bundle.domain_temperatures, reference=bundle.reference,
@@ -43,7 +43,7 @@ def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str
                  address: str | None = None, overwrite: bool = False) -> dict:
     """Fit moment matching or CORAL of the target domain's features onto the bundle's training
     features and write the aligned bundle to ``out``. Target labels are not used."""
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     bundle = load_bundle(checkpoint)
@@ -72,7 +72,7 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
     manipulation types of ``meta_faces`` (tasks = one method vs reals), then the inner loop on the
     support set, with the inner-loop settings recorded in the bundle.
     """
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     if method not in ("finetune", "fomaml"):

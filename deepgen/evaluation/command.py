@@ -20,7 +20,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an existing report directory.")
 def evaluate(checkpoints, faces, out, split, mc_passes, subgroups, adversarial, address, overwrite) -> None:
     """Evaluate checkpoints on faces tables (no retraining) and write the HTML report."""
-    from deepgen.evaluate import evaluate as run
+    from deepgen.evaluation.run import evaluate as run
 
     m = run(list(checkpoints), list(faces), out, split=split, mc_passes=mc_passes, subgroups=list(subgroups),
             adversarial=adversarial, address=address, overwrite=overwrite)

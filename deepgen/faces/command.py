@@ -25,7 +25,7 @@ from deepgen.faces.detect import DETECTORS
 def extract(manifest, out, frames, size, margin, detector, all_faces, predictor, align, workers, address,
             overwrite) -> None:
     """Detect, track and crop faces for every manifest item into a faces table."""
-    from deepgen.extract import extract_faces
+    from deepgen.faces.extract import extract_faces
 
     summary = extract_faces(
         manifest, out, frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,

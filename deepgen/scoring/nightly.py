@@ -35,7 +35,7 @@ def rescore(
     alpha: float = 0.01,
 ) -> dict:
     """Score the new or changed items of ``incoming`` into ``store_uri``; write and return the run summary."""
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()

@@ -86,7 +86,7 @@ class BundleActor:
     def __init__(self, checkpoint: str | list[str], mc_passes: int, evidence: bool):
         import torch
 
-        from deepgen.bundle import load_bundle
+        from deepgen.models.bundle import load_bundle
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
@@ -238,7 +238,7 @@ def _crop_size(checkpoint: str) -> int:
     import json
 
     from deepgen import storage
-    from deepgen.bundle import CONFIG
+    from deepgen.models.bundle import CONFIG
 
     try:
         cfg = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG)))

@@ -21,7 +21,7 @@ def score(
 ) -> dict:
     """Score every item of ``manifest`` with ``checkpoint`` (several: an equal-weight ensemble of their
     calibrated logits); write ``out`` (a table directory) atomically."""
-    from deepgen.bundle import load_bundle
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ import click
 
 
 @click.command("train")
-@click.option("--config", "config", required=True, help="Recipe YAML (configs/erm.yaml, sbi, dann, supcon, full).")
+@click.option("--config", "config", required=True, help="A packaged recipe (erm, sbi, dann, supcon, full, artifacts) or a recipe YAML path/URI.")
 @click.option("--faces", "faces", multiple=True, required=True,
               help="Faces table (path or s3:// URI); repeat to mix datasets.")
 @click.option("--out", required=True, help="Run directory: <out>/bundle and <out>/checkpoints.")

@@ -124,15 +124,63 @@ def read_yaml_mapping(where: str, kind: str, hint: str, example: str) -> dict:
     return data
 
 
+def packaged_recipes() -> list[str]:
+    """Names of the recipes shipped in ``deepgen/configs`` (package data)."""
+    from importlib.resources import files
+
+    return sorted(p.name[: -len(".yaml")] for p in files("deepgen.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def recipe_path(config: str) -> str:
+    """A packaged recipe name (``full``) -> its file in the installed package; a path or URI unchanged."""
+    from importlib.resources import as_file, files
+
+    name = str(config)
+    if "/" in name or name.endswith((".yaml", ".yml")) or storage.is_remote(name):
+        return name
+    resource = files("deepgen.configs") / f"{name}.yaml"
+    if not resource.is_file():
+        raise DeepgenError(f"recipe {name!r} is neither a file nor a packaged recipe; pass a YAML path or one "
+                           f"of {', '.join(packaged_recipes())}.")
+    with as_file(resource) as path:  # a real file for installed wheels and editable checkouts alike
+        return str(path)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; sections (mappings) merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_recipe(config: str, _seen: tuple[str, ...] = ()) -> dict:
+    """A recipe file as a mapping, with ``base: NAME_OR_PATH`` resolved (the file's keys override the base's)."""
+    where = recipe_path(config)
+    data = read_yaml_mapping(where, "config file", "a recipe such as configs/full.yaml or a packaged name "
+                             "(full)", "deepgen/configs/erm.yaml")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise DeepgenError(f"{where}: base is {base!r}; name a recipe such as `base: full`.")
+    if base in _seen or where in _seen:
+        raise DeepgenError(f"{where}: base recipes form a cycle ({' -> '.join((*_seen, where))}); break it.")
+    if "/" in base and not storage.is_remote(base) and not base.startswith("/"):
+        base = storage.join(where.rsplit("/", 1)[0], base) if "/" in where else base
+    return _merge(read_recipe(base, (*_seen, where)), data)
+
+
 def load_config(config: str | dict | TrainConfig, overrides: dict | None = None) -> TrainConfig:
-    """Read a recipe from a YAML path/URI, a dict or a TrainConfig, apply ``overrides``, and validate it."""
+    """Read a recipe (packaged name, YAML path/URI, dict or TrainConfig), apply ``overrides``, validate it."""
     if isinstance(config, TrainConfig):
         data, where = config.to_dict(), "config"
     elif isinstance(config, dict):
         data, where = dict(config), "config"
     else:
         where = str(config)
-        data = read_yaml_mapping(where, "config file", "a recipe such as configs/full.yaml", "configs/erm.yaml")
+        data = read_recipe(where)
     for key, value in (overrides or {}).items():  # "model.image_size" style keys reach into sections
         section, _, sub = key.partition(".")
         if sub:
@@ -142,5 +190,5 @@ def load_config(config: str | dict | TrainConfig, overrides: dict | None = None)
     try:
         cfg = _build(TrainConfig, data, where)
     except TypeError as e:
-        raise DeepgenError(f"{where} could not be read as a recipe ({e}); compare it with configs/erm.yaml.") from e
+        raise DeepgenError(f"{where} could not be read as a recipe ({e}); compare it with deepgen/configs/erm.yaml.") from e
     return validate_config(cfg, where)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.augment import other_blend, perturb, self_blend
 from deepgen.errors import DeepgenError
-from deepgen.extract import read_faces as read_faces_table
+from deepgen.faces.extract import read_faces as read_faces_table
 from deepgen.train.config import TrainConfig
 
 NEEDED = ("image", "label", "dataset", "method", "split")

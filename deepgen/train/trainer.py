@@ -72,8 +72,8 @@ def train(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from deepgen.bundle import reference_stats, save_bundle
     from deepgen.models import create_detector
+    from deepgen.models.bundle import reference_stats, save_bundle
     from deepgen.runtime import init_ray
 
     cfg = load_config(config, overrides)  # every user error surfaces here, before Ray starts

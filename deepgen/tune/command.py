@@ -14,7 +14,7 @@ def _fmt(value) -> str:
 
 
 @click.command("tune")
-@click.option("--config", "config", default="configs/tune.yaml", show_default=True,
+@click.option("--config", "config", default="tune", show_default=True,
               help="Sweep file: base recipe, search space, objective, scheduler.")
 @click.option("--faces", "faces", multiple=True, required=True, help="Faces table to train on; repeat to mix.")
 @click.option("--heldout", "heldout", multiple=True, required=True,

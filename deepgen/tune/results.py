@@ -11,8 +11,8 @@ import numpy as np
 import yaml
 
 from deepgen import storage
-from deepgen.bundle import is_bundle
 from deepgen.errors import DeepgenError
+from deepgen.models.bundle import is_bundle
 from deepgen.tune.settings import TuneSettings
 
 RESULTS = "results.csv"

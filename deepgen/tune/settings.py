@@ -9,7 +9,7 @@ from typing import Any
 
 from deepgen import storage
 from deepgen.errors import DeepgenError
-from deepgen.train.config import TrainConfig, load_config, read_yaml_mapping
+from deepgen.train.config import TrainConfig, load_config, read_yaml_mapping, recipe_path
 
 OBJECTIVES = ("min_auc", "mean_auc", "weighted")
 SEARCHES = ("optuna", "random")
@@ -68,7 +68,7 @@ def _mapping(value: Any, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DeepgenError(f"{where} must be a mapping; see configs/tune.yaml.")
+        raise DeepgenError(f"{where} must be a mapping; see deepgen/configs/tune.yaml.")
     return value
 
 
@@ -108,8 +108,9 @@ def load_settings(
     if isinstance(config, dict):
         data, where, base_dir = dict(config), "tune config", os.getcwd()
     else:
-        where = str(config)
-        data = read_yaml_mapping(where, "tune config", "one such as configs/tune.yaml", "configs/tune.yaml")
+        where = recipe_path(str(config))
+        data = read_yaml_mapping(where, "tune config", "one such as deepgen/configs/tune.yaml (or `tune`)",
+                                 "deepgen/configs/tune.yaml")
         base_dir = os.path.dirname(where) if not storage.is_remote(where) else where.rsplit("/", 1)[0]
     _unknown(data, KEYS, where)
     scheduler = _mapping(data.get("scheduler"), f"{where}: scheduler")

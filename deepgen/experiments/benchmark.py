@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,6 @@ import pandas as pd
 from deepgen.augment.perturb import add_noise, downscale, gaussian_blur, jpeg_compress
 from deepgen.errors import DeepgenError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN = "ffpp"
 TESTS = ("celebdf", "dfdc", "deeperforensics", "wilddeepfake")
 RECIPES = ("erm", "sbi", "dann", "supcon", "full")
@@ -37,7 +35,7 @@ def prepare_data(out: str, videos: int, frames: int, seed: int, log: Callable[[s
                  crop_size: int = 160) -> dict[str, str]:
     """Synth every preset, build its manifest and extract ``crop_size`` faces (reused when already there)."""
     from deepgen.datasets import write_manifest
-    from deepgen.extract import extract_faces
+    from deepgen.faces.extract import extract_faces
     from deepgen.storage import table_complete
     from deepgen.synth import render_preset
 
@@ -71,8 +69,8 @@ def _read_stamp(root: str) -> dict | None:
 
 def _load_eval_crops(faces: dict[str, str]) -> pd.DataFrame:
     """Decoded crops for evaluation: the training preset's test split, every row of the others."""
-    from deepgen.extract import read_faces
     from deepgen.faces.crop import decode_image
+    from deepgen.faces.extract import read_faces
 
     frames = []
     for preset, uri in faces.items():
@@ -130,7 +128,7 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
     import cv2
     import torch
 
-    from deepgen.adversarial import robustness_table
+    from deepgen.evaluation.robustness import robustness_table
     from deepgen.models.detector import backbone_mean_std
 
     rng = np.random.default_rng(seed)
@@ -155,23 +153,23 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     recipe's own) for ``epochs`` (None: the recipe's own): at ~70 training videos the blending and
     resampling traces live in the top octave, which the recipes' 64-pixel default throws away.
     """
-    from deepgen.bundle import load_bundle
     from deepgen.evaluation.metrics import compute_metrics
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
     from deepgen.train import train
-    from deepgen.train.config import load_config
+    from deepgen.train.config import load_config, packaged_recipes
 
-    unknown = [r for r in recipes if not (CONFIGS / f"{r}.yaml").exists()]
+    unknown = [r for r in recipes if r not in packaged_recipes()]
     if unknown:
         raise DeepgenError(f"recipe(s) {', '.join(unknown)} have no configs/<name>.yaml; choose from "
-                           f"{', '.join(sorted(p.stem for p in CONFIGS.glob('*.yaml')))}.")
+                           f"{', '.join(packaged_recipes())}.")
     if crop_size < 16:
         raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (160 by default).")
     overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}),
                  **({"model.backbone": backbone} if backbone else {}),
                  **({"model.image_size": image_size} if image_size else {})}
     for recipe in recipes:  # a bad override fails now, not after the corpus is rendered and extracted
-        load_config(str(CONFIGS / f"{recipe}.yaml"), overrides)
+        load_config(recipe, overrides)
     t0 = time.perf_counter()
     init_ray(None)
     log(f"data: {videos} videos per preset, {frames} frames each, {crop_size}-pixel face crops")
@@ -180,7 +178,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     rows, logits, bundles = [], {}, []
     for recipe in recipes:
         t = time.perf_counter()
-        res = train(str(CONFIGS / f"{recipe}.yaml"), [faces[TRAIN]], os.path.join(out, "runs", recipe),
+        res = train(recipe, [faces[TRAIN]], os.path.join(out, "runs", recipe),
                     workers=workers, overrides=overrides, overwrite=True)
         bundle = load_bundle(res["bundle"])
         bundles.append(bundle)
@@ -190,7 +188,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         log(f"  {recipe:8s} mean AUC {scored['row']['mean_auc']:.3f}  min AUC {scored['row']['min_auc']:.3f}  "
             f"({time.perf_counter() - t:.0f}s)")
     if len(bundles) > 1:
-        from deepgen.ensemble import combine_logits
+        from deepgen.evaluation.ensemble import combine_logits
 
         vids = scored["videos"]
         z = pd.Series(combine_logits([logits[r].loc[vids.index] for r in recipes],

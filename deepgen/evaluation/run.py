@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from deepgen import storage
 from deepgen.errors import DeepgenError
-from deepgen.extract import read_faces
+from deepgen.faces.extract import read_faces
 from deepgen.scoring.pipeline import BundleActor
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
@@ -118,11 +118,11 @@ def evaluate(
     ``split`` selects the rows of the datasets the (first) checkpoint was trained on; datasets it
     never saw are evaluated on ``unseen_split`` (default: all their rows, none was used in training).
     """
-    from deepgen.bundle import load_bundle
     from deepgen.evaluation.crossdataset import cross_dataset_metrics
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.report import write_report
     from deepgen.evaluation.shift import shift_report
+    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     if not checkpoints or not faces:
@@ -262,8 +262,8 @@ def _evidence_aucs(videos: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ensemble(runs, train_sets) -> tuple[pd.DataFrame, dict]:
-    from deepgen.ensemble import combine_logits
     from deepgen.evaluation.crossdataset import cross_dataset_metrics
+    from deepgen.evaluation.ensemble import combine_logits
 
     ids = runs[0][3]["media_id"]
     logits = [r[3].set_index("media_id").loc[ids, "logit"].to_numpy() for r in runs]
@@ -283,7 +283,7 @@ def _ensemble(runs, train_sets) -> tuple[pd.DataFrame, dict]:
 
 
 def _adversarial(bundle, table: pa.Table, per_class: int = 32, seed: int = 0) -> pd.DataFrame:
-    from deepgen.adversarial import robustness_table
+    from deepgen.evaluation.robustness import robustness_table
     from deepgen.faces.crop import decode_image
 
     df = table.select(["image", "label"]).to_pandas()

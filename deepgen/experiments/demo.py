@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from deepgen.errors import DeepgenError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAIN_PRESET = "ffpp"
 TEST_PRESETS = ("celebdf", "dfdc")
 
@@ -23,8 +21,8 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
          overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out`` and return its summary (per-dataset AUC/EER/ECE, status counts, paths)."""
     from deepgen.datasets import write_manifest
-    from deepgen.evaluate import evaluate
-    from deepgen.extract import extract_faces
+    from deepgen.evaluation.run import evaluate
+    from deepgen.faces.extract import extract_faces
     from deepgen.runtime import init_ray
     from deepgen.scoring import ScoreConfig, score
     from deepgen.synth import render_preset
@@ -59,7 +57,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
         paths[f"manifest_{p}"], paths[f"faces_{p}"] = manifest, faces
     run = os.path.join(out, "run")
     trained = step(f"train 'full' recipe on {TRAIN_PRESET} ({workers} workers)", lambda: train(
-        str(CONFIGS / "full.yaml"), [os.path.join(out, "faces", TRAIN_PRESET, "faces")], run, workers=workers,
+        "full", [os.path.join(out, "faces", TRAIN_PRESET, "faces")], run, workers=workers,
         overrides={"epochs": size["epochs"]}, overwrite=overwrite))
     bundle = trained["bundle"]
     report_dir = os.path.join(out, "report")

@@ -13,7 +13,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
 def demo(out, quick, workers, seed, overwrite) -> None:
     """Synth -> manifest -> extract -> train -> evaluate -> score, with a summary table."""
-    from deepgen.demo import demo as run
+    from deepgen.experiments.demo import demo as run
 
     run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, log=click.echo)
 
@@ -37,7 +37,7 @@ def benchmark() -> None:
 @click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. resnet10t).")
 def generalization(out, recipes, videos, frames, epochs, workers, seed, backbone, crop_size, image_size) -> None:
     """Train on the FF++-like preset, test on the four others; recipes side by side."""
-    from deepgen.benchmark import generalization as run
+    from deepgen.experiments.benchmark import generalization as run
 
     run(out, tuple(recipes), videos=videos, frames=frames, epochs=epochs or None, workers=workers, seed=seed,
         backbone=backbone, crop_size=crop_size, image_size=image_size or None, log=click.echo)
