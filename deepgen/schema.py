@@ -50,6 +50,7 @@ SCORES_SCHEMA = pa.schema(
         ("uncertainty", pa.float64()),
         ("n_frames", pa.int32()),
         ("n_faces", pa.int32()),
+        ("n_tracks", pa.int32()),  # face tracks followed across the sampled frames
         ("status", pa.string()),  # ok|no_face|decode_error|unreadable|missing|rejected
         ("error", pa.string()),
         ("model_id", pa.string()),

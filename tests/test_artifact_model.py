@@ -134,7 +134,7 @@ def test_boundary_target_is_the_pseudo_fake_mask_boundary(faces):
 def test_boundary_loss_ignores_unmasked_fakes_and_stays_connected():
     model = _model(64, boundary_head=True)
     cfg = load_config({"lambda_boundary": 0.0, "sbi_prob": 0.5, "model": {"boundary_head": True}})
-    out = model(torch.randn(4, 3, 64, 64))
+    out = model(torch.randn(4, 3, 64, 64), grl_coefficient=1.0)  # training outputs
     labels, domains, methods = torch.tensor([0, 1, 1, 0]), torch.zeros(4, dtype=torch.long), torch.tensor([-1, 0, 1, -1])
     rng = np.random.default_rng(0)
     t = torch.from_numpy(rng.uniform(0, 1, (4, 1) + model.boundary_size).astype(np.float32))
@@ -165,7 +165,7 @@ def test_lambda_boundary_loss_decreases_on_pseudo_fakes(faces):
     model.train()
     history = []
     for _ in range(20):
-        losses = compute_losses(model(x), y, d, m, cfg, t, u)
+        losses = compute_losses(model(x, grl_coefficient=1.0), y, d, m, cfg, t, u)
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()

@@ -21,40 +21,30 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.faces.extract import read_faces
-from deepgen.scoring.pipeline import BundleActor
+from deepgen.inference import EVIDENCE, BundleActor, aggregate_media
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
 
 
 class FrameScorer(BundleActor):
-    """Ray Data actor: per-frame logit, MC-dropout samples, features and artifact evidence."""
+    """Ray Data actor: per-frame logit, MC-dropout logits, features and artifact evidence."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import torch
-
         from deepgen.faces.crop import decode_image
 
-        model = self.bundle.model
         images = [decode_image(b) for b in batch.column("image").to_pylist()]
-        x = model.preprocess(images).to(self.device)
-        with torch.no_grad():
-            out = model(x)
-            mc = model.mc_dropout_logits(x, self.mc_passes).float().cpu().numpy() if self.mc_passes else None
+        out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
         cols = {
             "media_id": batch.column("media_id"),
             "frame_index": batch.column("frame_index"),
-            "logit": pa.array(out["logit"].float().cpu().numpy().astype(np.float64)),
-            "features": pa.array(list(out["features"].float().cpu().numpy()), pa.list_(pa.float32())),
+            "logit": pa.array(out["logit"], pa.float64()),
+            "features": pa.array(list(out["features"]), pa.list_(pa.float32())),
         }
-        if mc is not None:
-            cols["mc_logits"] = pa.array(list(mc.T.astype(np.float32)), pa.list_(pa.float32()))
-        if self.evidence:
-            from deepgen.artifacts import high_frequency_ratio, spectral_peak_score
-            from deepgen.models import boundary_scores
-
-            cols["frequency_score"] = pa.array([spectral_peak_score(im) for im in images], pa.float64())
-            cols["boundary_score"] = pa.array(boundary_scores({k: v.float() for k, v in out.items()}), pa.float64())
-            cols["hf_ratio"] = pa.array([high_frequency_ratio(im) for im in images], pa.float64())
+        if "mc_logits" in out:
+            cols["mc_logits"] = pa.array(list(out["mc_logits"].T), pa.list_(pa.float64()))
+        for c in EVIDENCE:
+            if c in out:
+                cols[c] = pa.array(out[c], pa.float64())
         return pa.table(cols)
 
 
@@ -66,7 +56,8 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = workers or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
     # blocks cut on the driver: no upstream tasks compete with the actor pool for CPUs
-    cols = faces.select(["media_id", "frame_index", "image"])
+    key = ["media_id", "frame_index"] + (["track_id"] if "track_id" in faces.column_names else [])
+    cols = faces.select([*key, "image"])
     ds = ray.data.from_arrow([cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)])
     ds = ds.map_batches(FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
                                                             "evidence": evidence},
@@ -74,30 +65,25 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
                         compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if gpus else 0, num_cpus=1)
     out = pa.concat_tables(list(ds.iter_batches(batch_size=4096, batch_format="pyarrow"))).to_pandas()
     meta = faces.drop_columns([c for c in ("image", "box", "landmarks") if c in faces.column_names]).to_pandas()
-    return meta.merge(out, on=["media_id", "frame_index"], how="inner", validate="one_to_one")
+    # a face is (media, frame, track): two faces of one frame are two rows
+    key = [c for c in ("media_id", "frame_index", "track_id") if c in meta.columns]
+    out = out.assign(_row=out.groupby(["media_id", "frame_index"]).cumcount())
+    meta = meta.assign(_row=meta.groupby(["media_id", "frame_index"]).cumcount())
+    return meta.merge(out.drop(columns=[c for c in ("track_id",) if c in out.columns]),
+                      on=["media_id", "frame_index", "_row"], how="inner", validate="one_to_one").drop(columns="_row")
 
 
 def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Mean frame logit per video, calibrated with ``temperature``; returns (videos, mean features)."""
+    """Per-video predictions (:func:`deepgen.inference.aggregate_media`) with the videos' labels and
+    groups carried; returns (videos, mean features per video)."""
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
     keep = [c for c in ("dataset", "label", "method", *group_cols) if c in frames.columns]
-    agg = {"logit": "mean", "frame_index": "size", **{c: "first" for c in keep}}
-    for c in ("frequency_score", "hf_ratio", "boundary_score"):
-        if c in frames.columns:
-            agg[c] = "mean"
-    videos = frames.groupby("media_id", sort=True).agg(agg).rename(columns={"frame_index": "n_frames"})
-    feats = np.stack(frames.groupby("media_id", sort=True)["features"].apply(lambda s: np.mean(np.stack(s.to_numpy()), 0)).to_numpy())
-    videos["score_raw"] = 1.0 / (1.0 + np.exp(-videos["logit"]))
-    videos["score"] = 1.0 / (1.0 + np.exp(-videos["logit"] / temperature))
-    if "mc_logits" in frames.columns:
-        from deepgen.evaluation.uncertainty import mc_uncertainty
-
-        mc = frames.groupby("media_id", sort=True)["mc_logits"].apply(lambda s: np.mean(np.stack(s.to_numpy()), 0))
-        samples = 1.0 / (1.0 + np.exp(-np.stack(mc.to_numpy()).T / temperature))  # passes x videos
-        u = mc_uncertainty(samples)
-        videos["uncertainty"] = u["mutual_information"]
-        videos["predictive_entropy"] = u["predictive_entropy"]
-    return videos.reset_index(), feats
+    videos = aggregate_media(frames, temperature)
+    carried = frames.groupby("media_id", sort=True)[keep].first().reset_index()
+    videos = carried.merge(videos, on="media_id", validate="one_to_one")
+    videos["n_frames"] = frames.groupby("media_id", sort=True)["frame_index"].nunique().to_numpy()
+    feats = np.stack(videos.pop("features").to_numpy())
+    return videos, feats
 
 
 def evaluate(
@@ -118,6 +104,7 @@ def evaluate(
     ``split`` selects the rows of the datasets the (first) checkpoint was trained on; datasets it
     never saw are evaluated on ``unseen_split`` (default: all their rows, none was used in training).
     """
+    from deepgen.evaluation.calibration import sigmoid
     from deepgen.evaluation.crossdataset import cross_dataset_metrics
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.report import write_report
@@ -147,7 +134,7 @@ def evaluate(
         "checkpoint": uri, "model_id": main.model_id, "train_datasets": train_sets, "split": split,
         "per_dataset": {r["dataset"]: _clean(r) for r in cross["per_dataset"].to_dict("records")},
         "summary": _clean(cross["summary"]),
-        "frame_level": {d: _clean(compute_metrics(g["label"].to_numpy(), 1 / (1 + np.exp(-g["logit"].to_numpy() / main.temperature))))
+        "frame_level": {d: _clean(compute_metrics(g["label"].to_numpy(), sigmoid(g["logit"].to_numpy() / main.temperature)))
                         for d, g in frames.groupby("dataset")},
         "temperature": main.temperature,
         "calibration": _calibration(videos),
@@ -265,11 +252,10 @@ def _ensemble(runs, train_sets) -> tuple[pd.DataFrame, dict]:
     from deepgen.evaluation.crossdataset import cross_dataset_metrics
     from deepgen.evaluation.ensemble import combine_logits
 
-    ids = runs[0][3]["media_id"]
-    logits = [r[3].set_index("media_id").loc[ids, "logit"].to_numpy() for r in runs]
-    temps = [r[1].temperature for r in runs]
-    z = combine_logits(logits, temperatures=temps)
-    ens = runs[0][3].assign(logit=z, score=1 / (1 + np.exp(-z)))
+    # the same combination as scoring: calibrated frame logits averaged, then aggregated with T = 1
+    frames = runs[0][2].drop(columns=[c for c in ("mc_logits",) if c in runs[0][2].columns])
+    z = combine_logits([r[2]["logit"].to_numpy() for r in runs], temperatures=[r[1].temperature for r in runs])
+    ens, _ = video_predictions(frames.assign(logit=z), 1.0, [])
     matrix_rows, rows = {}, []
     for i, (_, b, _, videos, _) in enumerate(runs):
         name = f"model {i}"
@@ -283,29 +269,12 @@ def _ensemble(runs, train_sets) -> tuple[pd.DataFrame, dict]:
 
 
 def _adversarial(bundle, table: pa.Table, per_class: int = 32, seed: int = 0) -> pd.DataFrame:
-    from deepgen.evaluation.robustness import robustness_table
+    from deepgen.evaluation.robustness import detector_robustness
     from deepgen.faces.crop import decode_image
 
     df = table.select(["image", "label"]).to_pandas()
-    rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(df["label"].to_numpy() == c))[:per_class] for c in (0, 1)])
-    size = bundle.model.cfg.image_size
-    import cv2
-
-    imgs = np.stack([cv2.resize(decode_image(df["image"].iloc[i]), (size, size), interpolation=cv2.INTER_AREA)
-                     for i in idx])
-    model = bundle.model
-
-    def preprocess(x):
-        import torch
-
-        from deepgen.models.detector import backbone_mean_std
-
-        mean, std = backbone_mean_std(model.cfg.backbone)
-        return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-
-    return robustness_table(model, imgs, df["label"].to_numpy()[idx], budgets=(0.0, 1 / 255, 2 / 255, 4 / 255),
-                            attack="pgd", preprocess=preprocess, steps=5, seed=seed)
+    crops = [decode_image(b) for b in df["image"]]
+    return detector_robustness(bundle.model, crops, df["label"].to_numpy(), per_class=per_class, seed=seed)
 
 
 def _clean(d):

@@ -129,8 +129,10 @@ def abstain_threshold(
             "target_accuracy": float(target_accuracy)}
 
 
-def mc_dropout_predict(model, x, passes: int = 20, seed: int | None = None) -> np.ndarray:
-    """P(fake) from ``passes`` stochastic forward passes with only the Dropout modules in train mode.
+def mc_dropout_predict(model, x, passes: int = 20, seed: int | None = None, return_logits: bool = False
+                       ) -> np.ndarray:
+    """P(fake) (or, with ``return_logits``, the logits) from ``passes`` stochastic forward passes with
+    only the Dropout modules in train mode.
 
     ``model(x)`` returns a logits tensor of shape (N,) or (N, 1), or a dict with key ``"logit"``.
     Other layers (BatchNorm, ...) stay in eval mode; every module's mode is restored afterwards.
@@ -166,7 +168,8 @@ def mc_dropout_predict(model, x, passes: int = 20, seed: int | None = None) -> n
                     raise DeepgenError(
                         f"the model returned logits of shape {tuple(y.shape)}; expected (N,) or (N, 1)."
                     )
-                out.append(torch.sigmoid(y.float()).cpu().numpy())
+                y = y.float()
+                out.append((y if return_logits else torch.sigmoid(y)).cpu().numpy())
     finally:
         for m, mode in modes.items():
             m.train(mode)

@@ -82,9 +82,13 @@ def _load_eval_crops(faces: dict[str, str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _video_logits(bundle, crops: list[np.ndarray], media_ids: np.ndarray) -> pd.Series:
-    z = bundle.predict(crops, batch_size=256)["logit"]
-    return pd.Series(z, index=media_ids).groupby(level=0).mean()
+def _videos(bundle, crops: list[np.ndarray], df: pd.DataFrame) -> pd.DataFrame:
+    """Per-video logit and calibrated score through the one inference path (indexed by media_id)."""
+    from deepgen.inference import aggregate_media
+
+    frames = df[[c for c in ("media_id", "track_id") if c in df.columns]].assign(
+        logit=bundle.predict(crops, batch_size=256)["logit"])
+    return aggregate_media(frames, bundle.temperature).set_index("media_id")
 
 
 def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
@@ -93,14 +97,13 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.subgroups import subgroup_metrics
 
-    crops, ids = list(df["crop"]), df["media_id"].to_numpy()
+    crops = list(df["crop"])
     agg = {"label": ("label", "first"), "dataset": ("dataset", "first")}
     if "skin_tone_group" in df:
         agg["group"] = ("skin_tone_group", "first")
     videos = df.groupby("media_id").agg(**agg)
-    z = _video_logits(bundle, crops, ids).loc[videos.index]
-    videos["logit"] = z
-    videos["score"] = 1 / (1 + np.exp(-z / bundle.temperature))
+    scored = _videos(bundle, crops, df).loc[videos.index]
+    videos["logit"], videos["score"] = scored["logit"], scored["score"]
     row: dict = {}
     for d, g in videos.groupby("dataset"):
         row[d] = compute_metrics(g["label"], g["score"])["auc"]
@@ -117,7 +120,7 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
     unseen_rows = df["dataset"].isin(TESTS).to_numpy()
     for name, fn in PERTURBATIONS.items():
         pert = [fn(c, rng) if u else c for c, u in zip(crops, unseen_rows)]
-        zp = _video_logits(bundle, pert, ids).loc[pool.index]
+        zp = _videos(bundle, pert, df).loc[pool.index, "logit"]
         row[f"auc_{name}"] = compute_metrics(pool["label"], zp)["auc"]
     row["auc_pgd2"] = _pgd_auc(bundle, df[unseen_rows], seed)
     return {"row": row, "logits": videos["logit"], "videos": videos}
@@ -125,21 +128,10 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
 
 def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
     """Frame-level AUC on unseen crops under white-box PGD (L_inf 2/255, 5 steps)."""
-    import cv2
-    import torch
+    from deepgen.evaluation.robustness import detector_robustness
 
-    from deepgen.evaluation.robustness import robustness_table
-    from deepgen.models.detector import backbone_mean_std
-
-    rng = np.random.default_rng(seed)
-    y = df["label"].to_numpy()
-    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in (0, 1)])
-    size = bundle.model.cfg.image_size
-    imgs = np.stack([cv2.resize(df["crop"].iloc[i], (size, size), interpolation=cv2.INTER_AREA) for i in idx])
-    mean, std = backbone_mean_std(bundle.model.cfg.backbone)
-    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    table = robustness_table(bundle.model, imgs, y[idx], budgets=(2 / 255,), attack="pgd",
-                             preprocess=lambda x: (x - m) / s, steps=5, seed=seed)
+    table = detector_robustness(bundle.model, list(df["crop"]), df["label"].to_numpy(), budgets=(2 / 255,),
+                                per_class=per_class, seed=seed)
     return float(table["auc"].iloc[0])
 
 

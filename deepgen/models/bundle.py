@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -139,31 +139,20 @@ class Bundle:
 
     def predict(self, images, batch_size: int = 64, device: str | None = None) -> dict[str, np.ndarray]:
         """Logits, calibrated P(fake) and features for RGB uint8 face crops (N,H,W,3 or a list)."""
-        import torch
+        from deepgen.evaluation.calibration import sigmoid
+        from deepgen.inference import default_device, model_frame_outputs
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = self.model.to(device).eval()
-        logits, feats = [], []
-        with torch.no_grad():
-            for i in range(0, len(images), batch_size):
-                out = model(model.preprocess(images[i : i + batch_size]).to(device))
-                logits.append(out["logit"].float().cpu().numpy())
-                feats.append(out["features"].float().cpu().numpy())
-        z = np.concatenate(logits) if logits else np.zeros(0, np.float32)
-        f = np.concatenate(feats) if feats else np.zeros((0, model.num_features), np.float32)
-        return {"logit": z, "score": 1.0 / (1.0 + np.exp(-z / self.temperature)), "features": f}
+        device = device or default_device()
+        out = model_frame_outputs(self.model.to(device), images, device, batch_size=batch_size)
+        return {"logit": out["logit"], "score": sigmoid(out["logit"] / self.temperature),
+                "features": out["features"]}
 
 
 def is_bundle(uri: str) -> bool:
     return storage.exists(storage.join(uri, WEIGHTS)) and storage.exists(storage.join(uri, CONFIG))
 
 
-def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
-    """Load a bundle written by :func:`save_bundle`; the model comes back in eval mode."""
-    from safetensors.torch import load as st_load
-
-    from deepgen.models import ModelConfig, create_detector
-
+def _check_bundle(uri: str) -> None:
     try:
         ok = is_bundle(uri)
     except Exception as e:  # unreadable location (bad scheme, no credentials, ...)
@@ -173,14 +162,33 @@ def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
             f"{uri} is not a checkpoint bundle (no {WEIGHTS} and {CONFIG}); pass a directory written by `deepgen train`."
         )
 
+
+def read_model_config(uri: str):
+    """The bundle's :class:`~deepgen.models.ModelConfig` (validated), without loading any weights."""
+    from deepgen.models import ModelConfig
+
+    _check_bundle(uri)
+    try:
+        config = json.loads(storage.read_bytes(storage.join(uri, CONFIG)))
+    except ValueError as e:
+        raise DeepgenError(f"{storage.join(uri, CONFIG)} is not valid JSON ({e}); rewrite the bundle.") from e
+    return ModelConfig.from_dict(config.get("model", {}), where=f"bundle {uri}")
+
+
+def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
+    """Load a bundle written by :func:`save_bundle`; the model comes back in eval mode."""
+    from safetensors.torch import load as st_load
+
+    from deepgen.models import create_detector
+
+    cfg = read_model_config(uri)
+
     def read_json(name: str, default: Any) -> Any:
         path = storage.join(uri, name)
         return json.loads(storage.read_bytes(path)) if storage.exists(path) else default
 
     weights = storage.read_bytes(storage.join(uri, WEIGHTS))
     config = read_json(CONFIG, {})
-    known = {f.name for f in fields(ModelConfig)}
-    cfg = ModelConfig(**{k: v for k, v in config.get("model", {}).items() if k in known})
     model = create_detector(cfg)
     state = st_load(weights)
     model.load_state_dict(state)

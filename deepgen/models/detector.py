@@ -7,7 +7,7 @@ style decoder on the backbone's last feature map that predicts the blending-boun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import lru_cache
 
 import cv2
@@ -18,42 +18,12 @@ from torch import nn
 from deepgen.artifacts.boundary import BoundaryHead, boundary_score
 from deepgen.artifacts.frequency import FrequencyBranch
 from deepgen.errors import DeepgenError
+from deepgen.models.config import ModelConfig
 from deepgen.models.grl import grad_reverse
+from deepgen.models.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class ModelConfig:
-    """Architecture of a detector; stored in every checkpoint bundle."""
-
-    backbone: str = "test_efficientnet"
-    pretrained: bool = False
-    image_size: int = 64
-    dropout: float = 0.2  # before the real/fake head; also what MC dropout samples
-    proj_dim: int = 64  # SupCon projection size
-    head_hidden: int = 64  # hidden width of the adversarial heads
-    num_domains: int = 1  # domain discriminator classes (training datasets)
-    num_methods: int = 1  # manipulation-method classes (fake methods)
-    frequency_branch: bool = False  # concatenate FrequencyBranch features to the pooled features
-    frequency_dim: int = 64  # FrequencyBranch output size (added to num_features)
-    frequency_width: int = 16  # FrequencyBranch conv width
-    boundary_head: bool = False  # predict the blending-boundary map (boundary_logits) from the last feature map
-    boundary_channels: int = 64  # BoundaryHead mid channels
-    boundary_stride: int = 4  # boundary map side = image_size // boundary_stride
-    boundary_level: int = -1  # -1: the last feature map; k >= 0: timm's k-th intermediate map (finer)
-
-
-def check_backbone(name: str) -> None:
-    """Raise a one-sentence DeepgenError when timm does not know ``name``."""
-    import timm
-
-    if not timm.is_model(name):
-        raise DeepgenError(
-            f"unknown backbone {name!r}; list the available ones with "
-            "`python -c \"import timm; print(timm.list_models('*name*'))\"` and set model.backbone."
-        )
 
 
 @lru_cache(maxsize=64)
@@ -67,6 +37,15 @@ def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg.mean), tuple(cfg.std)
 
 
+def input_mean_std(cfg: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input normalisation of ``cfg``: its own, else its weight source's, else the backbone's in timm."""
+    from deepgen.models.weights import weights_mean_std
+
+    if cfg.input_mean is not None and cfg.input_std is not None:
+        return tuple(cfg.input_mean), tuple(cfg.input_std)
+    return weights_mean_std(cfg.backbone, cfg.weights) or backbone_mean_std(cfg.backbone)
+
+
 def preprocess(images: np.ndarray | list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
     """RGB uint8 images (N,H,W,3 or a list of HxWx3) -> normalized float tensor (N,3,S,S), S = image_size."""
     size = cfg.image_size
@@ -75,7 +54,7 @@ def preprocess(images: np.ndarray | list[np.ndarray], cfg: ModelConfig) -> torch
         for img in images
     ]
     arr = np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)
-    mean, std = backbone_mean_std(cfg.backbone)
+    mean, std = input_mean_std(cfg)
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -87,18 +66,23 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
 
 
 class Detector(nn.Module):
-    """Backbone features -> {logit, features, proj, domain_logits, method_logits[, boundary_logits]}.
+    """Backbone features -> {logit, features[, boundary_logits]}; in training also {proj, domain_logits,
+    method_logits}.
 
-    The domain and method heads sit behind gradient reversal, so minimizing their losses makes the
-    features less predictive of dataset and manipulation method (the generalization shortcut).
-    ``boundary_logits`` (N, 1, h, w) is present only with ``cfg.boundary_head``.
+    The training-only heads run only when the caller passes ``grl_coefficient`` (the training loop
+    does), so scoring never computes them. The domain and method heads sit behind gradient
+    reversal, so minimizing their losses makes the features less predictive of dataset and
+    manipulation method (the generalization shortcut). ``boundary_logits`` (N, 1, h, w) is present
+    only with ``cfg.boundary_head``.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         import timm
 
-        check_backbone(cfg.backbone)
+        if cfg.input_mean is None or cfg.input_std is None:  # record it: it travels with the bundle
+            mean, std = input_mean_std(cfg)
+            cfg = replace(cfg, input_mean=tuple(mean), input_std=tuple(std))
         self.cfg = cfg
         self.backbone = timm.create_model(cfg.backbone, pretrained=cfg.pretrained, num_classes=0)
         d = self.backbone.num_features
@@ -170,32 +154,32 @@ class Detector(nn.Module):
         """Pooled features (N, num_features): backbone, plus the frequency branch when enabled."""
         return self._encode(x)[1]
 
-    def forward(self, x: torch.Tensor, grl_coefficient: float = 1.0) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, grl_coefficient: float | None = None) -> dict[str, torch.Tensor]:
+        """Inference outputs; with ``grl_coefficient`` (training) also the heads behind gradient reversal."""
         fmap, f = self._encode(x)
-        reversed_f = grad_reverse(f, grl_coefficient)
-        out = {
-            "logit": self.classifier(f).squeeze(1),
-            "features": f,
-            "proj": self.projection(f),
-            "domain_logits": self.domain_head(reversed_f),
-            "method_logits": self.method_head(reversed_f),
-        }
+        out = {"logit": self.classifier(f).squeeze(1), "features": f}
+        if grl_coefficient is not None:
+            reversed_f = grad_reverse(f, grl_coefficient)
+            out.update(proj=self.projection(f), domain_logits=self.domain_head(reversed_f),
+                       method_logits=self.method_head(reversed_f))
         if self.boundary is not None:
             out["boundary_logits"] = self.boundary(fmap.permute(0, 3, 1, 2) if self._channels_last else fmap)
         return out
 
     @torch.no_grad()
     def mc_dropout_logits(self, x: torch.Tensor, passes: int = 10) -> torch.Tensor:
-        """Real/fake logits from ``passes`` stochastic passes with only the dropout layers active: (passes, N)."""
+        """Real/fake logits from ``passes`` stochastic passes of the dropout before the head: (passes, N).
+
+        The features are computed once; only the head's dropout is sampled.
+        """
+        from deepgen.evaluation.uncertainty import mc_dropout_predict
+
         was_training = self.training
         self.eval()
-        f = self.features(x)
-        drop = self.classifier[0]
-        drop.train()
         try:
-            return torch.stack([self.classifier(f).squeeze(1) for _ in range(passes)])
+            f = self.features(x)
+            return torch.from_numpy(mc_dropout_predict(self.classifier, f, passes, return_logits=True))
         finally:
-            drop.eval()
             self.train(was_training)
 
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
@@ -212,6 +196,7 @@ def boundary_scores(out: dict[str, torch.Tensor]) -> np.ndarray:
     return boundary_score(out["boundary_logits"], from_logits=True)
 
 
-def create_detector(cfg: ModelConfig) -> Detector:
-    """Build a :class:`Detector` from its config (pretrained backbone weights only if ``cfg.pretrained``)."""
+@register_model("detector")
+def detector(cfg: ModelConfig) -> Detector:
+    """The default architecture: timm backbone, real/fake head, training heads, optional artifact branches."""
     return Detector(cfg)

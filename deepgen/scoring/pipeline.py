@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from deepgen.faces.media import ExtractConfig, extract_media
+from deepgen.inference import EVIDENCE, BundleActor, aggregate_media, ensemble_model_id  # noqa: F401 (re-export)
 
 # Extra columns beside the scores contract (SCORES_SCHEMA): shift features and provenance.
 EXTRA_SCHEMA = [
@@ -53,7 +54,8 @@ class ScoreConfig:
 _CARRY = ("media_id", "uri", "label", "dataset", "fingerprint")
 CROPS_SCHEMA = pa.schema([("media_id", pa.string()), ("uri", pa.string()), ("label", pa.int8()),
                           ("dataset", pa.string()), ("fingerprint", pa.string()), ("status", pa.string()),
-                          ("error", pa.string()), ("n_frames", pa.int32()), ("crops", pa.list_(pa.binary()))])
+                          ("error", pa.string()), ("n_frames", pa.int32()), ("crops", pa.list_(pa.binary())),
+                          ("track_ids", pa.list_(pa.int32()))])
 
 
 class FaceStage:
@@ -76,104 +78,54 @@ class FaceStage:
             else:
                 faces, st = extract_media(row, self.cfg, self.detector)
             out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
-                        "n_frames": st["n_frames"], "crops": [f["image"] for f in faces]})
+                        "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
+                        "track_ids": [int(f.get("track_id") or 0) for f in faces]})
         return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
 
 
-class BundleActor:
-    """Base of the model actors: the checkpoint bundle loaded once per actor, on its GPU if it has one."""
-
-    def __init__(self, checkpoint: str | list[str], mc_passes: int, evidence: bool):
-        import torch
-
-        from deepgen.models.bundle import load_bundle
-
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cpu":
-            torch.set_num_threads(1)
-        paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
-        self.bundles = [load_bundle(p, map_location=self.device) for p in paths]
-        self.bundle = self.bundles[0]
-        self.model_id = ensemble_model_id([b.model_id for b in self.bundles])
-        self.mc_passes, self.evidence = mc_passes, evidence
-
-
-def ensemble_model_id(model_ids: list[str]) -> str:
-    """The id scores are keyed by: the bundle's own id, or one derived from all members of an ensemble."""
-    import hashlib
-
-    if len(model_ids) == 1:
-        return model_ids[0]
-    return "ens-" + hashlib.sha256("+".join(sorted(model_ids)).encode()).hexdigest()[:12]
-
-
 class ModelStage(BundleActor):
-    """Model actor: scores all crops of a batch of media in one pass and aggregates them per video."""
+    """Model actor: scores all crops of a batch of media in one pass and aggregates them per media item."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import torch
-
         from deepgen.faces.crop import decode_image
 
-        model, T = self.bundle.model, self.bundle.temperature
         media_rows = batch.to_pylist()
-        crops = [[decode_image(b) for b in m["crops"]] for m in media_rows]
-        flat = [c for media in crops for c in media]
-        counts = [len(media) for media in crops]
-        boundary = np.zeros(0)
-        logits = np.zeros(0, np.float32)
-        feats = np.zeros((0, model.num_features), np.float32)
-        mc = np.zeros((self.mc_passes, 0), np.float32)
-        members: list[np.ndarray] = []
-        if flat:
-            x = model.preprocess(flat).to(self.device)
-            amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else nullcontext()
-            with torch.no_grad(), amp:
-                out = model(x)
-                logits = out["logit"].float().cpu().numpy()
-                feats = out["features"].float().cpu().numpy()
-                if self.evidence:
-                    from deepgen.models import boundary_scores
+        images = [decode_image(b) for m in media_rows for b in m["crops"]]
+        frames = pd.DataFrame({
+            "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
+            "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
+        })
+        if images:
+            out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
+            frames["logit"] = out["logit"]
+            frames["features"] = list(out["features"])
+            if self.mc_passes:
+                frames["mc_logits"] = list(out["mc_logits"].T)
+            for c in EVIDENCE:
+                if c in out:
+                    frames[c] = out[c]
+        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if images else None
+        return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id), schema=scores_schema())
 
-                    boundary = boundary_scores({k: v.float() for k, v in out.items()})
-                if self.mc_passes:
-                    mc = model.mc_dropout_logits(x, self.mc_passes).float().cpu().numpy()
-                members = [b.model(b.model.preprocess(flat).to(self.device))["logit"].float().cpu().numpy()
-                           for b in self.bundles[1:]]
-        now = datetime.now(timezone.utc)
-        rows, start = [], 0
-        for i, n in enumerate(counts):
-            meta = media_rows[i]
-            z = logits[start : start + n]
-            rec = {
-                **{k: meta.get(k) for k in _CARRY},
-                "status": meta["status"], "error": meta["error"], "n_frames": meta["n_frames"], "n_faces": n,
-                "model_id": self.model_id, "scored_at": now,
-                "score": None, "logit": None, "uncertainty": None, "mutual_info": None,
-                "features": None, "frequency_score": None, "boundary_score": None,
-            }
-            if n:
-                video_logit = float(z.mean())  # mean frame logit: the video's evidence, then calibrated
-                p = 1.0 / (1.0 + np.exp(-video_logit / T))
-                if members:  # ensemble: equal-weight mean of the members' calibrated video logits
-                    video_logit = float(np.mean([video_logit / T] + [
-                        float(m[start : start + n].mean()) / b.temperature for m, b in zip(members, self.bundles[1:])]))
-                    p = 1.0 / (1.0 + np.exp(-video_logit))
-                rec.update(logit=video_logit, score=p, uncertainty=_entropy(p),
-                           features=feats[start : start + n].mean(0).astype(np.float32).tolist())
-                if self.mc_passes:
-                    probs = 1.0 / (1.0 + np.exp(-mc[:, start : start + n].mean(1) / T))
-                    m = probs.mean()
-                    rec.update(uncertainty=_entropy(m), mutual_info=max(_entropy(m) - float(np.mean(
-                        [_entropy(q) for q in probs])), 0.0))
-                if self.evidence:
-                    from deepgen.artifacts import spectral_peak_score
 
-                    rec["frequency_score"] = float(np.mean([spectral_peak_score(c) for c in crops[i]]))
-                    rec["boundary_score"] = float(np.mean(boundary[start : start + n]))
-            rows.append(rec)
-            start += n
-        return pa.Table.from_pylist(rows, schema=scores_schema())
+def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: str) -> list[dict]:
+    """Scores rows (SCORES_SCHEMA + extras) from the media rows and their aggregated videos."""
+    now = datetime.now(timezone.utc)
+    rows = []
+    for meta in media_rows:
+        rec = {
+            **{k: meta.get(k) for k in _CARRY},
+            "status": meta["status"], "error": meta["error"], "n_frames": meta["n_frames"], "n_faces": 0,
+            "n_tracks": 0, "model_id": model_id, "scored_at": now,
+        }
+        if videos is not None and meta["media_id"] in videos.index:
+            v = videos.loc[meta["media_id"]]
+            rec.update({c: float(v[c]) for c in ("logit", "score", "uncertainty", *EVIDENCE) if c in v.index},
+                       mutual_info=None if np.isnan(v["mutual_info"]) else float(v["mutual_info"]),
+                       n_faces=int(v["n_faces"]), n_tracks=int(v["n_tracks"]),
+                       features=np.asarray(v["features"], np.float32).tolist())
+        rows.append(rec)
+    return rows
 
 
 class CpuStage:
@@ -185,11 +137,6 @@ class CpuStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.model(self.faces(batch))
-
-
-def _entropy(p: float) -> float:
-    p = min(max(float(p), 1e-12), 1 - 1e-12)
-    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
 
 
 def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig,
@@ -235,16 +182,9 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
 
 def _crop_size(checkpoint: str) -> int:
     """Crop straight to the model's input size (read from the bundle config, no weights loaded)."""
-    import json
+    from deepgen.models.bundle import read_model_config
 
-    from deepgen import storage
-    from deepgen.models.bundle import CONFIG
-
-    try:
-        cfg = json.loads(storage.read_bytes(storage.join(checkpoint, CONFIG)))
-        return int(cfg["model"]["image_size"])
-    except Exception:
-        return 224
+    return int(read_model_config(checkpoint).image_size)
 
 
 def finish_rows(rows: list[dict], tables: list[pa.Table]) -> pa.Table:

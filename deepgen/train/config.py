@@ -10,7 +10,7 @@ import yaml
 from deepgen import storage
 from deepgen.augment import PerturbConfig
 from deepgen.errors import DeepgenError
-from deepgen.models import ModelConfig, check_backbone
+from deepgen.models import ModelConfig
 
 
 @dataclass
@@ -68,7 +68,7 @@ def _build(cls, data: dict, where: str):
 
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Raise a one-sentence DeepgenError for an unusable recipe; return it unchanged otherwise."""
-    check_backbone(cfg.model.backbone)
+    cfg.model.validate(where)
     for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lambda_boundary", "lr", "weight_decay"):
         value = getattr(cfg, name)
         if not isinstance(value, int | float) or value < 0:
@@ -88,18 +88,6 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         if f.name.endswith("_p") and not 0.0 <= getattr(cfg.perturb, f.name) <= 1.0:
             raise DeepgenError(f"{where}: perturb.{f.name} is {getattr(cfg.perturb, f.name)}; "
                                "set a probability between 0 and 1.")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise DeepgenError(f"{where}: model.dropout is {cfg.model.dropout}; set it in [0, 1).")
-    if cfg.model.image_size < 16:
-        raise DeepgenError(f"{where}: model.image_size is {cfg.model.image_size}; use at least 16 pixels.")
-    for name in ("frequency_dim", "frequency_width", "boundary_channels", "boundary_stride"):
-        value = getattr(cfg.model, name)
-        if not isinstance(value, int) or value < (2 if name == "boundary_channels" else 1):
-            raise DeepgenError(f"{where}: model.{name} is {value!r}; set it to a positive integer"
-                               f"{' >= 2' if name == 'boundary_channels' else ''}.")
-    if not isinstance(cfg.model.boundary_level, int) or cfg.model.boundary_level < -1:
-        raise DeepgenError(f"{where}: model.boundary_level is {cfg.model.boundary_level!r}; use -1 (the last "
-                           "feature map) or the index k >= 0 of a finer intermediate map.")
     if cfg.lambda_boundary > 0 and not cfg.model.boundary_head:
         raise DeepgenError(f"{where}: lambda_boundary is {cfg.lambda_boundary} but the model has no boundary head; "
                            "set model.boundary_head: true or lambda_boundary: 0.")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from deepgen.artifacts.boundary import boundary_loss, boundary_target
+from deepgen.errors import DeepgenError
 from deepgen.models import ModelConfig, create_detector, dann_coefficient, supcon_loss
 from deepgen.train.config import TrainConfig, load_config
 from deepgen.train.data import decode_image, make_train_batch
@@ -32,16 +33,10 @@ def per_dataset_auc(labels: np.ndarray, scores: np.ndarray, datasets: np.ndarray
                     heldout: list[str] = ()) -> dict:
     """``val_auc_<name>`` per dataset, ``val_mean_auc`` over the trained-on datasets, the pooled
     ``val_auc`` of those, and ``heldout_mean_auc`` / ``heldout_min_auc`` over held-out datasets."""
-    try:
-        from deepgen.evaluation.metrics import compute_metrics
+    from deepgen.evaluation.metrics import compute_metrics
 
-        def auc(y, s):
-            return compute_metrics(y, s)["auc"]
-    except ImportError:  # pragma: no cover - evaluation is part of the package
-        from sklearn.metrics import roc_auc_score
-
-        def auc(y, s):
-            return float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else float("nan")
+    def auc(y, s):
+        return compute_metrics(y, s)["auc"]
 
     out = {}
     for i, name in enumerate(names):
@@ -166,131 +161,169 @@ def sync_buffers(model) -> None:
 
 
 def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarray]:
-    """Logits, features, labels and dataset ids of this rank's validation shard."""
+    """Logits, features, labels and dataset ids of this rank's validation shard (the inference path)."""
+    from deepgen.inference import model_frame_outputs
+
     logits, feats, labels, dsets = [], [], [], []
-    model.eval()
-    autocast, _ = _amp(device, cfg.amp)
-    with torch.no_grad():
-        for batch in shard.iter_batches(batch_size=max(cfg.batch_size, 64), batch_format="numpy"):
-            x = model.preprocess([decode_image(b) for b in batch["image"]]).to(device)
-            with autocast():
-                out = model(x)
-            logits.append(out["logit"].float().cpu().numpy())
-            feats.append(out["features"].float().cpu().numpy())
-            labels.append(batch["label"].astype(np.int64))
-            dsets.append(batch["dataset"].astype(np.int64))
+    for batch in shard.iter_batches(batch_size=max(cfg.batch_size, 64), batch_format="numpy"):
+        out = model_frame_outputs(model, [decode_image(b) for b in batch["image"]], str(device))
+        logits.append(out["logit"])
+        feats.append(out["features"])
+        labels.append(batch["label"].astype(np.int64))
+        dsets.append(batch["dataset"].astype(np.int64))
     d = model.num_features
     return {
-        "logits": np.concatenate(logits) if logits else np.zeros(0, np.float32),
+        "logits": np.concatenate(logits) if logits else np.zeros(0, np.float64),
         "features": np.concatenate(feats) if feats else np.zeros((0, d), np.float32),
         "labels": np.concatenate(labels) if labels else np.zeros(0, np.int64),
         "datasets": np.concatenate(dsets) if dsets else np.zeros(0, np.int64),
     }
 
 
-def train_loop_per_worker(loop_config: dict) -> None:
-    """Ray Train worker entry point; ``loop_config`` holds the recipe and the head vocabularies."""
-    import ray.train
-    import ray.train.torch
+def load_resume_state(path: str) -> dict:
+    """A Ray Train resume state, read with ``weights_only=True``: tensors and plain values only, so a
+    tampered checkpoint in storage cannot run code; anything else is refused in one sentence."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects, anything else for a broken file
+        raise DeepgenError(f"resume state {path} holds more than tensors and plain values ({type(e).__name__}); "
+                           "refusing to load it: delete that checkpoint or train with --overwrite.") from e
 
-    cfg = load_config(loop_config["cfg"])
-    domains, methods, val_names = loop_config["domains"], loop_config["methods"], loop_config["val_datasets"]
-    sbi_method = methods.index("sbi") if "sbi" in methods else -1
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
-    device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.seed)
-    base = create_detector(model_config_for(cfg, len(domains), len(methods)))
-    opt = torch.optim.AdamW(base.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, history, resumed_from, state = 0, [], -1, {}
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=False)
-        base.load_state_dict(state.get("train_model", state["model"]))
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        resumed_from = state["epoch"]
-    model = ray.train.torch.prepare_model(base)  # DDP over gloo (CPU) or NCCL (GPU)
-    ema = weight_average(base, cfg.ema_decay)  # after prepare_model: on the training device
-    if ema is not None and "ema_updates" in state:  # the checkpoint's "model" is the average
-        ema.module.load_state_dict(state["model"])
-        ema.n_averaged.fill_(state["ema_updates"])
-    autocast, scaler = _amp(device, cfg.amp)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    steps_per_epoch = max(1, int(loop_config["train_rows"]) // world // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        rng = np.random.default_rng([cfg.seed, epoch, rank])
-        t0, n_seen, step = time.perf_counter(), 0, 0
+
+class _Worker:
+    """One Ray Train rank's state: model (DDP-wrapped), optimizer, EMA, history; one method per step."""
+
+    def __init__(self, loop_config: dict):
+        import ray.train
+        import ray.train.torch
+
+        self.cfg = cfg = load_config(loop_config["cfg"])
+        self.loop_config = loop_config
+        domains, methods = loop_config["domains"], loop_config["methods"]
+        self.sbi_method = methods.index("sbi") if "sbi" in methods else -1
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
+        self.device = ray.train.torch.get_device()
+        torch.manual_seed(cfg.seed)
+        self.base = create_detector(model_config_for(cfg, len(domains), len(methods)))
+        self.opt = torch.optim.AdamW(self.base.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.start_epoch, self.history, self.resumed_from, state = 0, [], -1, {}
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                state = load_resume_state(os.path.join(d, STATE))
+            self.base.load_state_dict(state.get("train_model", state["model"]))
+            self.opt.load_state_dict(state["optimizer"])
+            self.start_epoch, self.history = state["epoch"] + 1, state["history"]
+            self.resumed_from = state["epoch"]
+        self.model = ray.train.torch.prepare_model(self.base)  # DDP over gloo (CPU) or NCCL (GPU)
+        self.ema = weight_average(self.base, cfg.ema_decay)  # after prepare_model: on the training device
+        if self.ema is not None and "ema_updates" in state:  # the checkpoint's "model" is the average
+            self.ema.module.load_state_dict(state["model"])
+            self.ema.n_averaged.fill_(state["ema_updates"])
+        self.autocast, self.scaler = _amp(self.device, cfg.amp)
+        self.steps_per_epoch = max(1, int(loop_config["train_rows"]) // self.world // cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+    def step(self, batch: dict, rng: np.random.Generator, coef: float) -> dict[str, torch.Tensor]:
+        """One optimizer step on a training batch: pseudo-fakes, perturbations, every loss term, EMA."""
+        cfg, base, device = self.cfg, self.base, self.device
+        images, labels, doms, meths, masks = make_train_batch(batch, cfg, rng, self.sbi_method, with_masks=True)
+        x = base.preprocess(images).to(device, non_blocking=True)
+        y = torch.from_numpy(labels).to(device)
+        b_targets = b_use = None
+        if base.boundary_size is not None:
+            t, u = boundary_training_targets(masks, labels, base.boundary_size)
+            b_targets, b_use = torch.from_numpy(t).to(device), torch.from_numpy(u).to(device)
+        with self.autocast():
+            out = self.model(x, grl_coefficient=coef)
+        losses = compute_losses(out, y, torch.from_numpy(doms).to(device), torch.from_numpy(meths).to(device), cfg,
+                                b_targets, b_use)
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            losses["loss"].backward()
+            self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(base)
+        return losses
+
+    def train_epoch(self, epoch: int, shard) -> dict:
+        """One pass over this rank's shard; returns the mean losses, throughput and the last GRL coefficient."""
+        cfg = self.cfg
+        self.model.train()
+        rng = np.random.default_rng([cfg.seed, epoch, self.rank])
+        t0, n_seen, step, coef = time.perf_counter(), 0, 0, 0.0
         sums: dict[str, float] = {}
-        for batch in train_shard.iter_batches(
+        for batch in shard.iter_batches(
             batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
             local_shuffle_buffer_size=4 * cfg.batch_size, local_shuffle_seed=int(rng.integers(1 << 31)),
         ):
-            images, labels, doms, meths, masks = make_train_batch(batch, cfg, rng, sbi_method, with_masks=True)
-            x = base.preprocess(images).to(device, non_blocking=True)
-            y = torch.from_numpy(labels).to(device)
-            b_targets = b_use = None
-            if base.boundary_size is not None:
-                t, u = boundary_training_targets(masks, labels, base.boundary_size)
-                b_targets, b_use = torch.from_numpy(t).to(device), torch.from_numpy(u).to(device)
-            coef = dann_coefficient((epoch * steps_per_epoch + step) / total_steps, cfg.grl_gamma)
-            with autocast():
-                out = model(x, grl_coefficient=coef)
-            losses = compute_losses(out, y, torch.from_numpy(doms).to(device), torch.from_numpy(meths).to(device), cfg,
-                                    b_targets, b_use)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(losses["loss"]).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                losses["loss"].backward()
-                opt.step()
-            if ema is not None:
-                ema.update_parameters(base)
-            for k, v in losses.items():
+            coef = dann_coefficient((epoch * self.steps_per_epoch + step) / self.total_steps, cfg.grl_gamma)
+            for k, v in self.step(batch, rng, coef).items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
-            n_seen += len(images)
+            n_seen += len(batch["label"])
             step += 1
-        train_seconds = time.perf_counter() - t0
-        sync_buffers(base)  # DDP broadcasts buffers before each forward, so they drift after the last step
-        scored = base if ema is None else ema.module  # what is validated is what is checkpointed
-        if ema is not None:
-            sync_buffers(ema.module)
-        val = evaluate_shard(scored, val_shard, cfg, device)
-        parts = _gather(val)
+        seconds = time.perf_counter() - t0
+        return {**{f"train_{k}": v / max(step, 1) for k, v in sums.items()},
+                "train_samples_per_s": n_seen * self.world / seconds if seconds > 0 else 0.0,
+                "grl_coefficient": coef}
+
+    def validate(self, shard) -> tuple[torch.nn.Module, list[dict]]:
+        """Validate what is checkpointed (the EMA when on); returns it and every rank's outputs."""
+        sync_buffers(self.base)  # DDP broadcasts buffers before each forward, so they drift after the last step
+        scored = self.base if self.ema is None else self.ema.module
+        if self.ema is not None:
+            sync_buffers(self.ema.module)
+        return scored, _gather(evaluate_shard(scored, shard, self.cfg, self.device))
+
+    def report(self, epoch: int, metrics: dict, scored: torch.nn.Module, parts: list[dict]) -> None:
+        """Every rank reports the metrics; rank 0 attaches the checkpoint (state, history, val outputs)."""
+        import ray.train
+
+        self.history.append(metrics)
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, HISTORY), "w") as f:
+                json.dump(self.history, f)
+            saved = {"model": scored.state_dict(), "optimizer": self.opt.state_dict(), "epoch": epoch,
+                     "history": self.history}
+            if self.ema is not None:  # "model" is the average (the bundle's); resume also needs the raw weights
+                saved.update(train_model=self.base.state_dict(), ema_updates=int(self.ema.n_averaged))
+            torch.save(saved, os.path.join(tmp, STATE))
+            logits = np.concatenate([p["logits"] for p in parts])
+            labels = np.concatenate([p["labels"] for p in parts])
+            dsets = np.concatenate([p["datasets"] for p in parts])
+            feats = np.concatenate([p["features"] for p in parts])
+            keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
+            np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets,
+                     features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train worker entry point; ``loop_config`` holds the recipe and the head vocabularies."""
+    import ray.train
+
+    from deepgen.evaluation.calibration import sigmoid
+
+    w = _Worker(loop_config)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    for epoch in range(w.start_epoch, w.cfg.epochs):
+        train_metrics = w.train_epoch(epoch, train_shard)
+        scored, parts = w.validate(val_shard)
         logits = np.concatenate([p["logits"] for p in parts])
-        labels_all = np.concatenate([p["labels"] for p in parts])
-        dsets = np.concatenate([p["datasets"] for p in parts])
         metrics = {
-            "epoch": epoch,
-            **{f"train_{k}": v / max(step, 1) for k, v in sums.items()},
-            "train_samples_per_s": n_seen * world / train_seconds if train_seconds > 0 else 0.0,
-            "grl_coefficient": coef if step else 0.0,
-            "resumed_from_epoch": resumed_from,
-            **per_dataset_auc(labels_all, 1 / (1 + np.exp(-logits)), dsets, val_names,
+            "epoch": epoch, **train_metrics, "resumed_from_epoch": w.resumed_from,
+            **per_dataset_auc(np.concatenate([p["labels"] for p in parts]), sigmoid(logits),
+                              np.concatenate([p["datasets"] for p in parts]), loop_config["val_datasets"],
                               loop_config.get("heldout_datasets", [])),
         }
-        history.append(metrics)
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                with open(os.path.join(tmp, HISTORY), "w") as f:
-                    json.dump(history, f)
-                saved = {"model": scored.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                         "history": history}
-                if ema is not None:  # "model" is the average (the bundle's); resume also needs the raw weights
-                    saved.update(train_model=base.state_dict(), ema_updates=int(ema.n_averaged))
-                torch.save(saved, os.path.join(tmp, STATE))
-                feats = np.concatenate([p["features"] for p in parts])
-                keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
-                np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels_all, datasets=dsets,
-                         features=feats[keep], feature_labels=labels_all[keep],
-                         feature_datasets=dsets[keep])
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        w.report(epoch, metrics, scored, parts)
