@@ -1,0 +1,119 @@
+"""Adaptation applied to checkpoint bundles: the result is an ordinary bundle, so scoring and
+evaluation need no change.
+
+Alignment is folded into the classifier: for the aligned feature ``A f + c`` the head's logit
+``w (A f + c) + b`` equals a linear layer with weight ``w A`` and bias ``w c + b`` on the raw
+feature. Few-shot adaptation replaces the classifier's linear layer by the adapted one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepgen.adapt.align import fit_alignment_from_stats
+from deepgen.adapt.fewshot import adapt_head, finetune_head, make_tasks, meta_train_fomaml
+from deepgen.errors import DeepgenError
+
+
+def _features(checkpoint: str, faces: list[str], split: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backbone features, labels and methods of every face (scored on Ray)."""
+    from deepgen.evaluation.run import _load_faces, score_frames
+
+    table = _load_faces(faces, split, [])
+    frames = score_frames(table, checkpoint)
+    return (np.stack(frames["features"].to_numpy()).astype(np.float32), frames["label"].to_numpy().astype(int),
+            frames["method"].astype(str).to_numpy())
+
+
+def _linear(bundle) -> torch.nn.Linear:
+    return bundle.model.classifier[1]
+
+
+def _save(bundle, out: str, extras: dict, overwrite: bool) -> str:
+    from deepgen.models.bundle import save_bundle
+
+    return save_bundle(out, bundle.model, recipe=bundle.config.get("recipe"), temperature=bundle.temperature,
+                       domain_temperatures=bundle.domain_temperatures, reference=bundle.reference,
+                       datasets=bundle.datasets, metrics=bundle.metrics, extras={**bundle.extras, **extras},
+                       overwrite=overwrite)
+
+
+def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str = "coral", eps: float = 0.1,
+                 address: str | None = None, overwrite: bool = False) -> dict:
+    """Fit moment matching or CORAL of the target domain's features onto the bundle's training
+    features and write the aligned bundle to ``out``. Target labels are not used."""
+    from deepgen.models.bundle import load_bundle
+    from deepgen.runtime import init_ray
+
+    bundle = load_bundle(checkpoint)
+    if "mean" not in bundle.reference or "cov" not in bundle.reference:
+        raise DeepgenError(f"{checkpoint} stores no reference feature statistics; retrain it with `deepgen train`.")
+    init_ray(address)
+    feats, _, _ = _features(checkpoint, target_faces)
+    alignment = fit_alignment_from_stats(bundle.reference["mean"], bundle.reference["cov"], feats, method, eps)
+    lin = _linear(bundle)
+    with torch.no_grad():
+        w = lin.weight.double().numpy()  # (1, d)
+        lin.weight.copy_(torch.from_numpy(w @ alignment.weight).float())
+        lin.bias.copy_(torch.from_numpy(w @ alignment.bias + lin.bias.double().numpy()).float())
+    model_id = _save(bundle, out, {"alignment": {**alignment.to_dict(), "source_checkpoint": checkpoint,
+                                                  "target_faces": list(target_faces), "n_target": len(feats)}},
+                     overwrite)
+    return {"out": out, "model_id": model_id, "method": method, "n_target_faces": len(feats)}
+
+
+def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, method: str = "fomaml",
+                   meta_faces: list[str] | None = None, steps: int = 50, lr: float = 1e-2, inner_lr: float = 0.5,
+                   seed: int = 0, address: str | None = None, overwrite: bool = False) -> dict:
+    """Adapt the bundle's head to a new manipulation from ``k`` labelled support faces per class.
+
+    ``finetune``: fine-tune the head on the support set. ``fomaml``: first-order MAML across the
+    manipulation types of ``meta_faces`` (tasks = one method vs reals), then the inner loop on the
+    support set, with the inner-loop settings recorded in the bundle.
+    """
+    from deepgen.models.bundle import load_bundle
+    from deepgen.runtime import init_ray
+
+    if method not in ("finetune", "fomaml"):
+        raise DeepgenError(f"few-shot method {method!r} is unknown; use finetune or fomaml.")
+    if method == "fomaml" and not meta_faces:
+        raise DeepgenError("fomaml needs --meta-faces (faces with several manipulation methods); pass them "
+                           "or use --method finetune.")
+    bundle = load_bundle(checkpoint)
+    init_ray(address)
+    x, y, _ = _features(checkpoint, support)
+    rng = np.random.default_rng(seed)
+    pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in (0, 1)])
+    if min((y[pick] == 0).sum(), (y[pick] == 1).sum()) < k:
+        raise DeepgenError(f"support faces {', '.join(support)} hold fewer than k={k} faces of each class; "
+                           "pass more support faces or a smaller --k.")
+    head = torch.nn.Sequential(torch.nn.Identity(), _linear(bundle))  # dropout off while adapting
+    inner = {"inner_steps": 10, "inner_lr": inner_lr}
+    if method == "finetune":
+        adapted = finetune_head(head, x[pick], y[pick], steps=steps, lr=lr)
+    else:
+        mx, my, mm = _features(checkpoint, meta_faces)
+        tasks = make_tasks(mx, my, mm, k=k, rng=rng, episodes_per_method=8)
+        meta = meta_train_fomaml(head, tasks, inner_steps=inner["inner_steps"], inner_lr=inner_lr, seed=seed)
+        adapted = adapt_head(meta, x[pick], y[pick], **inner)
+    with torch.no_grad():
+        _linear(bundle).weight.copy_(adapted[1].weight)
+        _linear(bundle).bias.copy_(adapted[1].bias)
+    model_id = _save(bundle, out, {"fewshot": {"method": method, "k": k, "seed": seed, "support": list(support),
+                                                **inner, "source_checkpoint": checkpoint}}, overwrite)
+    return {"out": out, "model_id": model_id, "method": method, "k": k}
+
+
+def protocol_table(checkpoint: str, faces: list[str], ks: tuple[int, ...] = (0, 1, 5, 20), seed: int = 0,
+                   repeats: int = 1, address: str | None = None):
+    """Leave-one-manipulation-out AUC vs k for each adaptation method, on the bundle's features."""
+    from deepgen.adapt.protocol import leave_one_manipulation_out
+    from deepgen.runtime import init_ray
+
+    init_ray(address)
+    x, y, m = _features(checkpoint, faces)
+    return leave_one_manipulation_out(x, y, np.where(y == 1, m, "real"), ks=ks, seed=seed, repeats=repeats)
+
+
+__all__ = ["align_bundle", "fewshot_bundle", "protocol_table"]

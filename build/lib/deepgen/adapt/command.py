@@ -1,0 +1,69 @@
+"""``deepgen adapt align|fewshot|protocol``: adapt a checkpoint bundle to a new domain or method."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group("adapt")
+def adapt() -> None:
+    """Adapt a checkpoint to an unseen dataset (alignment) or manipulation (few-shot)."""
+
+
+@adapt.command("align")
+@click.option("--checkpoint", required=True, help="Source checkpoint bundle.")
+@click.option("--target-faces", multiple=True, required=True, help="Unlabelled faces of the target domain.")
+@click.option("--out", required=True, help="Output bundle directory.")
+@click.option("--method", type=click.Choice(["coral", "moment"]), default="coral", show_default=True)
+@click.option("--eps", default=0.1, show_default=True, help="CORAL regularization (relative to feature variance).")
+@click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
+@click.option("--overwrite", is_flag=True)
+def align(checkpoint, target_faces, out, method, eps, address, overwrite) -> None:
+    """Align target features to the training features (CORAL or moment matching) inside the head."""
+    from deepgen.adapt.bundles import align_bundle
+
+    click.echo(json.dumps(align_bundle(checkpoint, list(target_faces), out, method, eps, address, overwrite), indent=2))
+
+
+@adapt.command("fewshot")
+@click.option("--checkpoint", required=True, help="Source checkpoint bundle.")
+@click.option("--support", multiple=True, required=True, help="Labelled faces of the new manipulation and reals.")
+@click.option("--out", required=True, help="Output bundle directory.")
+@click.option("--k", default=5, show_default=True, help="Support faces per class.")
+@click.option("--method", type=click.Choice(["fomaml", "finetune"]), default="finetune", show_default=True)
+@click.option("--meta-faces", multiple=True, help="Faces of several known methods (meta-training, fomaml).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
+@click.option("--overwrite", is_flag=True)
+def fewshot(checkpoint, support, out, k, method, meta_faces, seed, address, overwrite) -> None:
+    """Adapt the head to a new manipulation from k labelled faces per class."""
+    from deepgen.adapt.bundles import fewshot_bundle
+
+    click.echo(json.dumps(fewshot_bundle(checkpoint, list(support), out, k=k, method=method,
+                                         meta_faces=list(meta_faces) or None, seed=seed, address=address,
+                                         overwrite=overwrite), indent=2))
+
+
+@adapt.command("protocol")
+@click.option("--checkpoint", required=True, help="Checkpoint bundle whose features are adapted.")
+@click.option("--faces", multiple=True, required=True, help="Faces with several manipulation methods.")
+@click.option("--out", required=True, help="Output directory: protocol.csv and protocol.html.")
+@click.option("--k", "ks", multiple=True, type=int, default=(0, 1, 5, 20), show_default=True)
+@click.option("--repeats", default=1, show_default=True)
+@click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
+def protocol(checkpoint, faces, out, ks, repeats, address) -> None:
+    """Leave one manipulation out: AUC vs k for none / CORAL / moment / fine-tune / FOMAML."""
+    from deepgen import storage
+    from deepgen.adapt.bundles import protocol_table
+    from deepgen.adapt.protocol import summarize
+
+    table = protocol_table(checkpoint, list(faces), tuple(ks), repeats=repeats, address=address)
+    summary = summarize(table)
+    storage.write_bytes(storage.join(out, "protocol.csv"), table.to_csv(index=False).encode())
+    page = ("<html><body><h1>Leave-one-manipulation-out adaptation</h1><p>mean AUC over held-out methods</p>"
+            + summary.to_html(float_format="%.3f") + "<h2>per held-out method</h2>"
+            + table.to_html(index=False, float_format="%.3f") + "</body></html>")
+    storage.write_bytes(storage.join(out, "protocol.html"), page.encode())
+    click.echo(summary.to_string(float_format="%.3f"))

@@ -1,0 +1,1 @@
+"""Experiments: the demo and the generalization benchmark, built from the stages' public functions."""

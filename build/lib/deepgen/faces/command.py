@@ -1,0 +1,34 @@
+"""``deepgen extract``: manifest -> faces table (and per-media status table) on Ray."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deepgen.faces.detect import DETECTORS
+
+
+@click.command("extract")
+@click.option("--manifest", "manifest", required=True, help="Manifest Parquet (path or s3://).")
+@click.option("--out", "out", required=True, help="Output directory: writes faces/ and status/ tables.")
+@click.option("--frames", default=32, show_default=True, help="Frames sampled uniformly per video.")
+@click.option("--size", default=224, show_default=True, help="Side of the square face crops.")
+@click.option("--margin", default=0.3, show_default=True, help="Margin around the face box.")
+@click.option("--detector", type=click.Choice(DETECTORS), default="haar", show_default=True)
+@click.option("--all-faces", is_flag=True, help="Keep every face, not only the main face track.")
+@click.option("--predictor", default=None, help="dlib 68-landmark predictor file (with --detector dlib).")
+@click.option("--align", is_flag=True, help="Rotate crops so the eyes are level (needs landmarks).")
+@click.option("--workers", type=int, default=None, help="Actors (default: all CPUs of the cluster).")
+@click.option("--address", default=None, help="Ray address (ray://… or auto); embedded Ray if unset.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def extract(manifest, out, frames, size, margin, detector, all_faces, predictor, align, workers, address,
+            overwrite) -> None:
+    """Detect, track and crop faces for every manifest item into a faces table."""
+    from deepgen.faces.extract import extract_faces
+
+    summary = extract_faces(
+        manifest, out, frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,
+        address=address, overwrite=overwrite, num_workers=workers, predictor_path=predictor, align=align,
+    )
+    click.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,197 @@
+"""The one inference path: bundle(s) -> frame logits and features -> per-track and per-video
+aggregation -> calibration -> uncertainty.
+
+``deepgen score``, ``rescore``, ``evaluate``, the benchmark and training validation all go through
+these functions, so each quantity has one definition:
+
+- frame logit: the detector's real/fake logit of one face crop (an ensemble: the equal-weight mean of
+  its members' calibrated logits, ``z_m / T_m``);
+- video logit: the max over the media item's face tracks of the track's mean frame logit, so a
+  swapped face beside a real one is not averaged away (one track: the mean frame logit);
+- ``score``: calibrated P(fake) = sigmoid(video logit / T) (T = 1 for an ensemble, whose logits are
+  already calibrated);
+- ``uncertainty``: the predictive entropy of ``score``, in nats;
+- ``mutual_info``: with MC dropout, the mutual information (BALD) between the prediction and the
+  dropout masks, each pass aggregated to the video exactly like the logit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepgen.evaluation.calibration import sigmoid
+from deepgen.evaluation.ensemble import combine_logits
+from deepgen.evaluation.uncertainty import binary_entropy, mc_dropout_predict, mc_uncertainty
+
+EVIDENCE = ("frequency_score", "hf_ratio", "boundary_score")  # per-frame artifact evidence, averaged per video
+
+
+def ensemble_model_id(model_ids: list[str]) -> str:
+    """The id scores are keyed by: the bundle's own id, or one derived from all members of an ensemble."""
+    if len(model_ids) == 1:
+        return model_ids[0]
+    return "ens-" + hashlib.sha256("+".join(sorted(model_ids)).encode()).hexdigest()[:12]
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_frame_outputs(model, images: list[np.ndarray] | np.ndarray, device: str = "cpu", mc_passes: int = 0,
+                        boundary: bool = False, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """One detector on RGB uint8 face crops: ``logit`` (N,), ``features`` (N, d), and ``mc_logits``
+    (passes, N) with ``mc_passes`` > 0, ``boundary_score`` (N,) with ``boundary``; in batches."""
+    import torch
+
+    logits, feats, mcs, bounds = [], [], [], []
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else nullcontext()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = model.preprocess(images[i : i + batch_size]).to(device)
+                with amp:
+                    out = model(x)
+                logits.append(out["logit"].float().cpu().numpy())
+                f = out["features"].float()
+                feats.append(f.cpu().numpy())
+                if mc_passes:  # only the dropout before the real/fake head is sampled; features once
+                    mcs.append(mc_dropout_predict(model.classifier, f, mc_passes, return_logits=True))
+                if boundary:
+                    from deepgen.models import boundary_scores
+
+                    bounds.append(boundary_scores({k: v.float() for k, v in out.items()}))
+    finally:
+        model.train(was_training)
+    out_np = {
+        "logit": np.concatenate(logits).astype(np.float64) if logits else np.zeros(0),
+        "features": np.concatenate(feats) if feats else np.zeros((0, model.num_features), np.float32),
+    }
+    if mc_passes:
+        out_np["mc_logits"] = np.concatenate(mcs, axis=1) if mcs else np.zeros((mc_passes, 0))
+    if boundary:
+        out_np["boundary_score"] = np.concatenate(bounds) if bounds else np.zeros(0)
+    return out_np
+
+
+@dataclass
+class Scorer:
+    """Loaded checkpoint bundle(s) on one device: frame outputs and the temperature that calibrates them."""
+
+    bundles: list
+    device: str = "cpu"
+
+    @classmethod
+    def load(cls, checkpoints: str | list[str], device: str | None = None) -> Scorer:
+        """Load one bundle (or an ensemble's members) onto ``device`` (default: the GPU if visible)."""
+        from deepgen.models.bundle import load_bundle
+
+        device = device or default_device()
+        paths = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
+        return cls([load_bundle(p, map_location=device) for p in paths], device)
+
+    @property
+    def model_id(self) -> str:
+        return ensemble_model_id([b.model_id for b in self.bundles])
+
+    @property
+    def temperature(self) -> float:
+        """T applied to the aggregated logit: the bundle's, or 1 for an ensemble (already calibrated)."""
+        return self.bundles[0].temperature if len(self.bundles) == 1 else 1.0
+
+    @property
+    def input_size(self) -> int:
+        return int(self.bundles[0].model.cfg.image_size)
+
+    def frame_outputs(self, images: list[np.ndarray], mc_passes: int = 0, evidence: bool = False) -> dict:
+        """Frame ``logit`` (ensembles: mean calibrated member logit), ``features`` and, when asked,
+        ``mc_logits`` (scaled like ``logit``) and the artifact evidence of :data:`EVIDENCE`.
+
+        Features, MC dropout and the boundary head come from the first member.
+        """
+        first = self.bundles[0]
+        out = model_frame_outputs(first.model, images, self.device, mc_passes, boundary=evidence)
+        if len(self.bundles) > 1:
+            members = [out["logit"]] + [model_frame_outputs(b.model, images, self.device)["logit"]
+                                        for b in self.bundles[1:]]
+            out["logit"] = combine_logits(members, temperatures=[b.temperature for b in self.bundles])
+            if mc_passes:  # on the ensemble's calibrated scale
+                out["mc_logits"] = out["mc_logits"] / first.temperature
+        if evidence:
+            from deepgen.artifacts import high_frequency_ratio, spectral_peak_score
+
+            out["frequency_score"] = np.array([spectral_peak_score(im) for im in images], np.float64)
+            out["hf_ratio"] = np.array([high_frequency_ratio(im) for im in images], np.float64)
+        return out
+
+
+def _track_max(values: np.ndarray, media: np.ndarray, tracks: np.ndarray, n_media: int) -> np.ndarray:
+    """Per media item: the max over its tracks of the track's mean of ``values`` (..., N) -> (..., n_media)."""
+    keys = media.astype(np.int64) * (int(tracks.max(initial=0)) + 1) + tracks.astype(np.int64)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+    flat = values.reshape(-1, values.shape[-1])
+    means = np.stack([np.bincount(inv, weights=row, minlength=len(uniq)) / counts for row in flat])
+    track_media = uniq // (int(tracks.max(initial=0)) + 1)
+    out = np.full((flat.shape[0], n_media), -np.inf)
+    for j in range(flat.shape[0]):
+        np.maximum.at(out[j], track_media, means[j])
+    return out.reshape(values.shape[:-1] + (n_media,))
+
+
+def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
+    """Frame rows -> one row per media item (sorted by ``media_id``).
+
+    ``frames`` has ``media_id`` and ``logit``; optionally ``track_id`` (missing: one track),
+    ``features`` (arrays), ``mc_logits`` (arrays, one value per MC pass) and evidence columns.
+    Returns ``media_id``, ``logit`` (video logit, before ``temperature``), ``score``, ``score_raw``
+    (T = 1), ``uncertainty``, ``mutual_info`` (NaN without MC passes), ``n_faces``, ``n_tracks``,
+    the mean ``features`` and the mean evidence columns.
+    """
+    ids, media = np.unique(frames["media_id"].to_numpy(), return_inverse=True)
+    tracks = (frames["track_id"].fillna(0).to_numpy(np.int64) if "track_id" in frames.columns
+              else np.zeros(len(frames), np.int64))
+    z = _track_max(frames["logit"].to_numpy(np.float64), media, tracks, len(ids))
+    n_faces = np.bincount(media, minlength=len(ids))
+    score = sigmoid(z / temperature)
+    out = pd.DataFrame({
+        "media_id": ids, "logit": z, "score": score, "score_raw": sigmoid(z), "uncertainty": binary_entropy(score),
+        "mutual_info": np.full(len(ids), np.nan), "n_faces": n_faces,
+        "n_tracks": [len(set(tracks[media == i].tolist())) for i in range(len(ids))],
+    })
+    if "mc_logits" in frames.columns and len(frames):
+        mc = np.stack(frames["mc_logits"].to_numpy()).T  # passes x frames
+        samples = sigmoid(_track_max(mc, media, tracks, len(ids)) / temperature)
+        out["mutual_info"] = mc_uncertainty(samples)["mutual_information"]
+    if "features" in frames.columns and len(frames):
+        feats = np.stack(frames["features"].to_numpy()).astype(np.float64)
+        sums = np.zeros((len(ids), feats.shape[1]))
+        np.add.at(sums, media, feats)
+        out["features"] = list((sums / n_faces[:, None]).astype(np.float32))
+    for c in EVIDENCE:
+        if c in frames.columns:
+            out[c] = np.bincount(media, weights=frames[c].to_numpy(np.float64), minlength=len(ids)) / n_faces
+    return out
+
+
+class BundleActor:
+    """Base of the Ray model actors: the bundle(s) loaded once per actor, on its GPU if it has one."""
+
+    def __init__(self, checkpoint: str | list[str], mc_passes: int = 0, evidence: bool = False):
+        import torch
+
+        device = default_device()
+        if device == "cpu":
+            torch.set_num_threads(1)
+        self.scorer = Scorer.load(checkpoint, device)
+        self.model_id = self.scorer.model_id
+        self.mc_passes, self.evidence = mc_passes, evidence

@@ -1,0 +1,103 @@
+"""Small media made by code for tests and benchmarks: face videos, a faceless video, bad inputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def write_video(path: str, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264",
+                crf: int = 18, gop: int | None = None) -> str:
+    """Encode RGB frames as an MP4 with PyAV."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(path, "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if codec == "libx264":
+            s.options = {"crf": str(crf), "preset": "veryfast"}
+        if gop:
+            s.codec_context.gop_size = gop
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def background(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """A smooth coloured background with mild texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(40, 200, 3).astype(np.float32)
+    grad = (xx / max(w, 1))[..., None] * rng.uniform(-40, 40, 3) + (yy / max(h, 1))[..., None] * rng.uniform(-40, 40, 3)
+    img = base + grad + rng.normal(0, 3, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def face_frames(face: np.ndarray, n: int, w: int, h: int, face_h: float = 0.6, seed: int = 0) -> list[np.ndarray]:
+    """``n`` frames of ``face`` (an RGB photo) pasted on a background, drifting slowly."""
+    import cv2
+
+    bg = background(w, h, seed)
+    fh = int(h * face_h)
+    fw = int(face.shape[1] * fh / face.shape[0])
+    if fw > w * 0.9:
+        fw = int(w * 0.9)
+        fh = int(face.shape[0] * fw / face.shape[1])
+    photo = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
+    out = []
+    for i in range(n):
+        dx = int(round((w - fw) / 2 + 0.04 * w * np.sin(i / 4)))
+        dy = int(round((h - fh) / 2))
+        f = bg.copy()
+        f[dy : dy + fh, dx : dx + fw] = photo
+        out.append(f)
+    return out
+
+
+def noise_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
+    """Frames of smooth random noise, with no face in them."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    return [cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (9, 9), 3) for _ in range(n)]
+
+
+def load_rgb(path: str) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def write_bad_inputs(folder: str) -> dict[str, str]:
+    """The bad-input zoo: name -> path of a zero-byte, truncated, text, audio-only and unknown-codec .mp4."""
+    import av
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {k: os.path.join(folder, f"{k}.mp4") for k in ("empty", "truncated", "text", "audio_only", "bad_codec")}
+    open(paths["empty"], "wb").close()
+    with open(paths["text"], "w") as f:
+        f.write("this is not a video\n" * 20)
+    good = write_video(os.path.join(folder, "_good.mp4"), noise_frames(30, 160, 120, seed=5))
+    data = open(good, "rb").read()
+    with open(paths["truncated"], "wb") as f:
+        f.write(data[: len(data) // 2])
+    with av.open(paths["audio_only"], "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        fr.sample_rate = 16000
+        for i in range(8):
+            fr.pts = i * 1024
+            for p in s.encode(fr):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    # an MP4 whose video sample entry names a codec no decoder knows ('avc1' -> 'zzz1')
+    with open(paths["bad_codec"], "wb") as f:
+        f.write(data.replace(b"avc1", b"zzz1").replace(b"avcC", b"zzzC"))
+    os.remove(good)
+    return paths

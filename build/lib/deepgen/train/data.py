@@ -1,0 +1,190 @@
+"""Training data: faces tables from several datasets, mixed, each face carrying its domain and method.
+
+The driver reads the tables (local or ``s3://``) and hands them to the workers as Ray Data datasets;
+each worker decodes its shard's JPEG/PNG bytes and augments in its own loop (pseudo-fakes,
+perturbations), seeded by (seed, epoch, rank) so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from deepgen import storage
+from deepgen.augment import other_blend, perturb, self_blend
+from deepgen.errors import DeepgenError
+from deepgen.faces.extract import read_faces as read_faces_table
+from deepgen.train.config import TrainConfig
+
+NEEDED = ("image", "label", "dataset", "method", "split")
+OPTIONAL = ("box", "landmarks")
+SBI_METHOD = "sbi"
+
+
+@dataclass
+class TrainData:
+    """Train and validation rows plus the domain and method vocabularies of the heads."""
+
+    train: pa.Table  # image, label, domain, method, box, landmarks
+    val: pa.Table  # image, label, domain, dataset
+    domains: list[str]  # training datasets, index = domain label
+    methods: list[str]  # fake methods seen in training (plus "sbi"), index = method label
+    val_datasets: list[str]  # every validation dataset, held-out ones included
+    heldout_datasets: list[str] = field(default_factory=list)
+
+
+def check_faces_paths(faces: list[str]) -> None:
+    """Fail with one sentence when no faces table is given or one does not exist."""
+    if not faces:
+        raise DeepgenError("no faces table given; pass at least one with --faces FACES.")
+    for uri in faces:
+        if not storage.exists(uri):
+            raise DeepgenError(f"faces table {uri} does not exist; run `deepgen extract` first or fix the path.")
+
+
+def read_faces(faces: list[str]) -> pa.Table:
+    """Concatenate the faces tables (only the columns training needs)."""
+    check_faces_paths(faces)
+    tables = []
+    for uri in faces:
+        t = read_faces_table(uri)  # an extract output directory or a faces table
+        missing = [c for c in NEEDED if c not in t.column_names]
+        if missing:
+            raise DeepgenError(
+                f"faces table {uri} lacks the column(s) {', '.join(missing)}; write it with `deepgen extract`."
+            )
+        cols = {c: t.column(c) for c in NEEDED}
+        cols["label"] = cols["label"].cast(pa.int8())
+        n = t.num_rows
+        cols["box"] = t.column("box").cast(pa.list_(pa.float32())) if "box" in t.column_names else pa.nulls(
+            n, pa.list_(pa.float32()))
+        cols["landmarks"] = (t.column("landmarks").cast(pa.list_(pa.float32())) if "landmarks" in t.column_names
+                             else pa.nulls(n, pa.list_(pa.float32())))
+        tables.append(pa.table(cols))
+    return pa.concat_tables(tables)
+
+
+def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | None = None) -> TrainData:
+    """Split the mixed faces into train/val, index domains and methods, and check both are usable.
+
+    ``heldout`` faces tables never train: all their rows join validation under their own dataset
+    names, reported per epoch (``heldout_*`` metrics) but used neither for checkpoint selection nor
+    for calibration, so a sweep can optimize cross-dataset AUC honestly.
+    """
+    table = read_faces(faces)
+    where = ", ".join(faces)
+    train = table.filter(pc.equal(table["split"], "train"))
+    val = table.filter(pc.equal(table["split"], "val"))
+    if cfg.sbi_only:
+        train = train.filter(pc.equal(train["label"], 0))
+    if train.num_rows < 2 * cfg.batch_size:
+        raise DeepgenError(
+            f"faces {where} hold {train.num_rows} usable training faces, fewer than two batches of "
+            f"{cfg.batch_size}; extract more faces or lower batch_size."
+        )
+    labels = set(train["label"].to_pylist())
+    if labels != {0, 1} and not (cfg.sbi_only or cfg.sbi_prob > 0):
+        raise DeepgenError(f"training faces in {where} hold only label {labels}; add real and fake faces "
+                           "or use a pseudo-fake recipe (sbi_prob > 0).")
+    if set(val["label"].to_pylist()) != {0, 1}:
+        raise DeepgenError(f"faces {where} have no validation split with both real and fake faces; "
+                           "extract faces with a val split.")
+    domains = sorted(set(train["dataset"].to_pylist()))
+    fake_methods = set(train.filter(pc.equal(train["label"], 1))["method"].to_pylist())
+    if cfg.sbi_only or cfg.sbi_prob > 0:
+        fake_methods.add(SBI_METHOD)
+    methods = sorted(fake_methods) or [SBI_METHOD]
+    dom_index = {d: i for i, d in enumerate(domains)}
+    meth_index = {m: i for i, m in enumerate(methods)}
+    train_tab = pa.table({
+        "image": train["image"],
+        "label": train["label"],
+        "domain": pa.array([dom_index[d] for d in train["dataset"].to_pylist()], pa.int32()),
+        "method": pa.array([meth_index.get(m, -1) if y == 1 else -1
+                            for m, y in zip(train["method"].to_pylist(), train["label"].to_pylist())], pa.int32()),
+        "box": train["box"],
+        "landmarks": train["landmarks"],
+    })
+    if heldout:
+        held = read_faces(heldout)
+        clash = set(held["dataset"].to_pylist()) & set(table["dataset"].to_pylist())
+        if clash:
+            raise DeepgenError(f"held-out faces share dataset(s) {sorted(clash)} with the training faces; "
+                               "hold out datasets that are not trained on.")
+        val = pa.concat_tables([val, held])
+    val_datasets = sorted(set(val["dataset"].to_pylist()))
+    val_index = {d: i for i, d in enumerate(val_datasets)}
+    val_tab = pa.table({
+        "image": val["image"],
+        "label": val["label"],
+        "dataset": pa.array([val_index[d] for d in val["dataset"].to_pylist()], pa.int32()),
+    })
+    held_names = sorted(set(held["dataset"].to_pylist())) if heldout else []
+    return TrainData(train_tab, val_tab, domains, methods, val_datasets, held_names)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> RGB uint8."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("undecodable face image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _crop_geometry(box, landmarks, size: int, margin: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Map a frame-pixel face box/landmarks into crop pixels (square crop of side max(w, h)*(1+margin))."""
+    if box is None or len(box) != 4:
+        return None, None
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    if side <= 0:
+        return None, None
+    s, cx, cy = size / side, (x0 + x1) / 2, (y0 + y1) / 2
+    crop_box = np.array([(x0 - cx) * s + size / 2, (y0 - cy) * s + size / 2,
+                         (x1 - cx) * s + size / 2, (y1 - cy) * s + size / 2])
+    pts = None
+    if landmarks is not None and len(landmarks) >= 12:
+        pts = (np.asarray(landmarks, np.float32).reshape(-1, 2) - (cx, cy)) * s + size / 2
+        inside = np.mean((pts >= 0).all(1) & (pts < size).all(1))
+        pts = pts if inside > 0.9 else None
+    return crop_box, pts
+
+
+def make_train_batch(batch: dict, cfg: TrainConfig, rng: np.random.Generator, sbi_method: int,
+                     with_masks: bool = False) -> tuple:
+    """Decode a training batch and augment it: pseudo-fakes from reals, then perturbations.
+
+    A real face becomes a pseudo-fake with probability ``sbi_prob`` (0.5 with ``sbi_only``): blended
+    with another real face of the batch with probability ``blend_other_prob`` (Face X-ray), else with
+    a transformed copy of itself (SBI). Returns images, labels (1 fake), domains and methods (-1 for
+    reals); with ``with_masks`` also a fifth item, one blend mask (float HxW in [0, 1], the crop's
+    size) per pseudo-fake and ``None`` for every other face. The random draws are the same either way.
+    """
+    labels = batch["label"].astype(np.int64).copy()
+    methods = batch["method"].astype(np.int64).copy()
+    decoded = [decode_image(data) for data in batch["image"]]
+    reals = np.flatnonzero(labels == 0)
+    images, masks = [], []
+    p_sbi = 0.5 if cfg.sbi_only else cfg.sbi_prob
+    for i, img in enumerate(decoded):
+        mask = None
+        if labels[i] == 0 and p_sbi > 0 and rng.random() < p_sbi:
+            box = batch["box"][i] if "box" in batch else None
+            lms = batch["landmarks"][i] if "landmarks" in batch else None
+            crop_box, pts = _crop_geometry(box, lms, img.shape[0], cfg.crop_margin)
+            others = reals[reals != i]
+            if cfg.blend_other_prob > 0 and len(others) and rng.random() < cfg.blend_other_prob:
+                other = decoded[int(others[rng.integers(len(others))])]
+                img, mask = other_blend(img, other, rng, landmarks=pts, box=crop_box)
+            else:
+                img, mask = self_blend(img, rng, landmarks=pts, box=crop_box)
+            labels[i], methods[i] = 1, sbi_method
+        masks.append(mask)
+        images.append(perturb(img, cfg.perturb, rng))
+    if with_masks:
+        return images, labels, batch["domain"].astype(np.int64), methods, masks
+    return images, labels, batch["domain"].astype(np.int64), methods

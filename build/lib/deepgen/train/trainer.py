@@ -1,0 +1,190 @@
+"""``train()``: validate the recipe and data, run Ray Train's TorchTrainer, write the checkpoint bundle."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from deepgen import storage
+from deepgen.errors import DeepgenError
+from deepgen.train.config import TrainConfig, load_config
+from deepgen.train.data import build_train_data, check_faces_paths
+from deepgen.train.loop import HISTORY, STATE, VAL_OUTPUTS, model_config_for, train_loop_per_worker
+
+BUNDLE_DIR = "bundle"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def _blocks(table: pa.Table, rows_per_block: int):
+    import ray.data
+
+    n = max(1, table.num_rows)
+    return ray.data.from_arrow([table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)])
+
+
+def _storage(uri: str):
+    """RunConfig storage_path and filesystem for a local path or s3:// URI (via fsspec, so endpoints apply)."""
+    if not storage.is_remote(uri):
+        return os.path.abspath(uri), None
+    import pyarrow.fs as pafs
+
+    fs, path = storage.get_fs(uri)
+    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str]
+                    ) -> tuple[float, dict[str, float]]:
+    """Temperature minimizing validation NLL, globally and per validation dataset."""
+    from deepgen.evaluation.calibration import fit_temperatures_by_domain
+
+    temps = fit_temperatures_by_domain(logits, labels, np.asarray([names[i] for i in datasets]))
+    global_t = float(temps.pop("__global__"))
+    return global_t, {str(k): float(v) for k, v in temps.items()}
+
+
+def train(
+    config: str | dict | TrainConfig,
+    faces: list[str],
+    out: str,
+    workers: int = 2,
+    address: str | None = None,
+    overrides: dict | None = None,
+    cpus_per_worker: float = 1,
+    use_gpu: bool | None = None,
+    overwrite: bool = False,
+    heldout: list[str] | None = None,
+    callbacks: list | None = None,
+) -> dict:
+    """Train a detector with ``workers`` Ray Train workers and write ``<out>/bundle`` (checkpoint bundle).
+
+    Ray Train checkpoints go to ``<out>/checkpoints`` (the best ``num_to_keep`` by ``val_mean_auc``).
+    Returns the bundle URI, its model id, the selected epoch's metrics and the per-epoch history.
+    ``heldout`` faces are validated on every epoch (``heldout_mean_auc``, ``heldout_min_auc``) but
+    never trained on, selected on or calibrated on. ``callbacks`` go to Ray Train's RunConfig
+    (e.g. Tune's report callback when a sweep drives the run).
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from deepgen.models import create_detector
+    from deepgen.models.bundle import reference_stats, save_bundle
+    from deepgen.runtime import init_ray
+
+    cfg = load_config(config, overrides)  # every user error surfaces here, before Ray starts
+    faces = [str(f) for f in faces]
+    check_faces_paths(faces)
+    if workers < 1:
+        raise DeepgenError(f"workers is {workers}; use at least one training worker.")
+    bundle_uri = storage.join(out, BUNDLE_DIR)
+    if storage.exists(bundle_uri) and not overwrite:
+        raise DeepgenError(f"{bundle_uri} already exists; pass --overwrite or choose another --out.")
+    heldout = [str(f) for f in heldout or []]
+    if heldout:
+        check_faces_paths(heldout)
+    data = build_train_data(faces, cfg, heldout)
+    t0 = time.perf_counter()
+    init_ray(address)
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
+    storage_path, storage_fs = _storage(storage.join(out, CHECKPOINTS_DIR))
+    run_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    loop_config = {
+        "cfg": cfg.to_dict(),
+        "domains": data.domains,
+        "methods": data.methods,
+        "val_datasets": data.val_datasets,
+        "heldout_datasets": data.heldout_datasets,
+        "train_rows": data.train.num_rows,
+        "threads": max(1, int(cpus_per_worker)),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus_per_worker}
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.num_to_keep,
+                checkpoint_score_attribute="val_mean_auc",
+                checkpoint_score_order="max",
+            ),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=callbacks,
+        ),
+        datasets={
+            "train": _blocks(data.train, max(cfg.batch_size, 32)),
+            "val": _blocks(data.val, 256),
+        },
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    best = result.get_best_checkpoint("val_mean_auc", "max") or result.checkpoint
+    if best is None:
+        raise DeepgenError(f"training {run_name} produced no checkpoint; check the worker logs.")
+    import torch
+
+    with best.as_directory() as d:
+        state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=False)
+        with open(os.path.join(d, VAL_OUTPUTS), "rb") as f:
+            val = dict(np.load(io.BytesIO(f.read())))
+    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods)))
+    model.load_state_dict(state["model"])
+    model.eval()
+    held_ids = [data.val_datasets.index(n) for n in data.heldout_datasets]
+    seen = ~np.isin(val["datasets"], held_ids)  # held-out datasets never calibrate nor give reference features
+    ref_rows = ~np.isin(val["feature_datasets"], held_ids)
+    temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
+                                                data.val_datasets)
+    selected = state["history"][-1]
+    history = state["history"]
+    if result.checkpoint is not None and result.checkpoint.path != best.path:
+        with result.checkpoint.as_directory() as d, open(os.path.join(d, HISTORY)) as f:
+            history = json.load(f)  # every epoch, including those after the selected one
+    metrics = {
+        "selected": selected,
+        "selected_epoch": int(state["epoch"]),
+        "history": history,
+        "temperature": temperature,
+        "train_seconds": time.perf_counter() - t0,
+        "workers": workers,
+        "use_gpu": bool(use_gpu),
+    }
+    datasets = {
+        "train": data.domains,
+        "val": [d for d in data.val_datasets if d not in data.heldout_datasets],
+        "heldout": data.heldout_datasets,
+        "faces": faces,
+        "methods": data.methods,
+        "train_faces": int(data.train.num_rows),
+        "val_faces": int(data.val.num_rows),
+    }
+    model_id = save_bundle(
+        bundle_uri, model,
+        recipe={**cfg.to_dict(), "domains": data.domains, "methods": data.methods},
+        temperature=temperature,
+        domain_temperatures=domain_temps,
+        reference=reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
+        datasets=datasets,
+        metrics=metrics,
+        overwrite=overwrite,
+    )
+    return {
+        "bundle": bundle_uri,
+        "model_id": model_id,
+        "metrics": selected,
+        "history": history,
+        "temperature": temperature,
+        "checkpoints": storage.join(out, CHECKPOINTS_DIR, run_name),
+        "seconds": metrics["train_seconds"],
+    }
