@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -39,9 +40,12 @@ def test_base_recipe_is_overridden_key_by_key(tmp_path):
 
 
 def test_a_wheel_holds_the_recipes_and_they_resolve_when_installed(tmp_path):
-    wheels = tmp_path / "wheels"
+    src, wheels = tmp_path / "src", tmp_path / "wheels"  # build from a copy: nothing lands in the checkout
+    shutil.copytree(ROOT / "deepgen", src / "deepgen", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True)
+                    str(wheels), str(src)], check=True, capture_output=True)
     wheel = next(wheels.glob("deepgen-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"deepgen/configs/{n}.yaml" for n in ("erm", "full", "artifacts", "tune")} <= set(names)

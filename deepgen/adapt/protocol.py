@@ -9,6 +9,7 @@ is the "AUC vs k" table of the report.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,37 @@ from deepgen.adapt.fewshot import (
 )
 from deepgen.errors import DeepgenError
 
-ADAPT_METHODS = ("none", "coral", "moment", "finetune_head", "fomaml")
-UNSUPERVISED = ("none", "coral", "moment")  # reported at k = 0 only: they use no labels
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """Steps and learning rates of the protocol's source head and adaptation methods."""
+
+    source_steps: int = 300
+    source_lr: float = 1e-2
+    finetune_steps: int = 50
+    finetune_lr: float = 1e-2
+    inner_steps: int = 10
+    inner_lr: float = 0.5
+    outer_lr: float = 1e-3
+    meta_iters: int = 100
+    meta_k: int = 5
+    episodes_per_method: int = 8
+    coral_eps: float = 1e-1
+
+
+# name -> adapt(source head, source features, target features, settings): no labels, reported at k = 0
+UNSUPERVISED_ADAPT: dict[str, Callable] = {
+    "none": lambda head, sx, tx, s: head,
+    "coral": lambda head, sx, tx, s: aligned_head(fit_coral(sx, tx, eps=s.coral_eps), head),
+    "moment": lambda head, sx, tx, s: aligned_head(fit_moment_matching(sx, tx), head),
+}
+# name -> adapt(start head, k support features, their labels, settings); k = 0 is the start head itself
+FEW_SHOT_ADAPT: dict[str, Callable] = {
+    "finetune_head": lambda head, xs, ys, s: finetune_head(head, xs, ys, steps=s.finetune_steps, lr=s.finetune_lr),
+    "fomaml": lambda head, xs, ys, s: adapt_head(head, xs, ys, inner_steps=s.inner_steps, inner_lr=s.inner_lr),
+}
+ADAPT_METHODS = (*UNSUPERVISED_ADAPT, *FEW_SHOT_ADAPT)
+UNSUPERVISED = tuple(UNSUPERVISED_ADAPT)
 
 
 def linear_head(dim: int) -> nn.Module:
@@ -49,17 +79,8 @@ def leave_one_manipulation_out(
     seed: int = 0,
     repeats: int = 1,
     make_head: Callable[[int], nn.Module] = linear_head,
-    source_steps: int = 300,
-    source_lr: float = 1e-2,
-    finetune_steps: int = 50,
-    finetune_lr: float = 1e-2,
-    inner_steps: int = 10,
-    inner_lr: float = 0.5,
-    outer_lr: float = 1e-3,
-    meta_iters: int = 100,
-    meta_k: int = 5,
-    episodes_per_method: int = 8,
-    coral_eps: float = 1e-1,
+    settings: AdaptSettings | None = None,
+    **overrides: Any,
 ) -> pd.DataFrame:
     """AUC on each held-out manipulation for each adaptation method and support size k.
 
@@ -71,7 +92,12 @@ def leave_one_manipulation_out(
     The evaluation set is fixed per draw (the support pool holds max(ks) per class), so AUCs are
     comparable across k. FOMAML meta-trains from the source head; its inner-loop defaults were
     picked on synthetic Gaussian features and may need rescaling for other feature scales.
+    ``settings`` (or keyword ``overrides`` of its fields) sets steps and learning rates.
     """
+    known = {f.name for f in fields(AdaptSettings)}
+    if set(overrides) - known:
+        raise DeepgenError(f"unknown protocol setting(s) {sorted(set(overrides) - known)}; use {', '.join(sorted(known))}.")
+    st = replace(settings or AdaptSettings(), **overrides)
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(labels).astype(int)
     m = np.asarray(methods).astype(str)
@@ -116,51 +142,23 @@ def leave_one_manipulation_out(
             with torch.random.fork_rng(devices=[]):  # seeded init, global torch RNG untouched
                 torch.manual_seed(head_seed)
                 init = make_head(x.shape[1])
-            source_head = finetune_head(init, x[src], y[src], steps=source_steps, lr=source_lr)
+            source_head = finetune_head(init, x[src], y[src], steps=st.source_steps, lr=st.source_lr)
             scores: dict[tuple[str, int], float] = {}
-            if "none" in adapt_methods:
-                scores["none", 0] = _auc(source_head, xe, ye)
-            if "coral" in adapt_methods:
-                align = fit_coral(x[src], x[target_all], eps=coral_eps)
-                scores["coral", 0] = _auc(aligned_head(align, source_head), xe, ye)
-            if "moment" in adapt_methods:
-                align = fit_moment_matching(x[src], x[target_all])
-                scores["moment", 0] = _auc(aligned_head(align, source_head), xe, ye)
-            meta_head = None
+            for name, adapt in UNSUPERVISED_ADAPT.items():
+                if name in adapt_methods:
+                    scores[name, 0] = _auc(adapt(source_head, x[src], x[target_all], st), xe, ye)
+            starts = {"finetune_head": source_head}
             if "fomaml" in adapt_methods:
-                tasks = make_tasks(
-                    x[src], y[src], m[src], meta_k, rng, episodes_per_method=episodes_per_method
-                )
-                meta_head = meta_train_fomaml(
-                    source_head,
-                    tasks,
-                    inner_steps=inner_steps,
-                    inner_lr=inner_lr,
-                    outer_lr=outer_lr,
-                    meta_iters=meta_iters,
-                    seed=int(rng.integers(2**31)),
-                )
+                tasks = make_tasks(x[src], y[src], m[src], st.meta_k, rng, episodes_per_method=st.episodes_per_method)
+                starts["fomaml"] = meta_train_fomaml(source_head, tasks, inner_steps=st.inner_steps,
+                                                     inner_lr=st.inner_lr, outer_lr=st.outer_lr,
+                                                     meta_iters=st.meta_iters, seed=int(rng.integers(2**31)))
             for k in ks:
                 support = np.concatenate([tgt_fakes[:k], tgt_reals[:k]])
-                xs, ys = x[support], y[support]
-                if "finetune_head" in adapt_methods:
-                    tuned = (
-                        source_head
-                        if k == 0
-                        else finetune_head(
-                            source_head, xs, ys, steps=finetune_steps, lr=finetune_lr
-                        )
-                    )
-                    scores["finetune_head", k] = _auc(tuned, xe, ye)
-                if meta_head is not None:
-                    adapted = (
-                        meta_head
-                        if k == 0
-                        else adapt_head(
-                            meta_head, xs, ys, inner_steps=inner_steps, inner_lr=inner_lr
-                        )
-                    )
-                    scores["fomaml", k] = _auc(adapted, xe, ye)
+                for name, adapt in FEW_SHOT_ADAPT.items():
+                    if name in adapt_methods:
+                        head = starts[name] if k == 0 else adapt(starts[name], x[support], y[support], st)
+                        scores[name, k] = _auc(head, xe, ye)
             for (method, k), auc in scores.items():
                 results.setdefault((method, k, held), []).append(auc)
                 n_eval[method, k, held] = len(eval_idx)

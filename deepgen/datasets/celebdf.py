@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from deepgen.datasets.records import Record, to_table
+from deepgen.datasets.records import record, to_table
 from deepgen.datasets.splits import assign_splits
 from deepgen.datasets.tree import is_video, list_tree, stem
 from deepgen.errors import DeepgenError
@@ -89,17 +89,7 @@ def build(root: str) -> pa.Table:
         folder = c.split("/", 1)[0]
         label, method = FOLDERS[folder]
         records.append(
-            Record(
-                media_id=f"{DATASET}/{rel}",
-                uri=tree.uri(rel),
-                label=label,
-                dataset=DATASET,
-                method=method,
-                split="test" if c in listed else rest[groups[c][0]],
-                source_id=groups[c][1],
-                compression="unknown",
-                media_type="video",
-            )
+            record(tree, DATASET, rel, label, method, "test" if c in listed else rest[groups[c][0]], groups[c][1])
         )
     return to_table(records, root, LAYOUT)
 

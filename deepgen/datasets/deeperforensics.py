@@ -16,7 +16,7 @@ import logging
 
 import pyarrow as pa
 
-from deepgen.datasets.records import Record, to_table
+from deepgen.datasets.records import Record, record, to_table
 from deepgen.datasets.splits import DEFAULT_FRACTIONS, assign_splits
 from deepgen.datasets.tree import is_video, list_tree, stem
 from deepgen.errors import DeepgenError
@@ -71,17 +71,7 @@ def build(root: str, variant: str = "end_to_end", ffpp_root: str | None = None) 
     fallback = assign_splits((targets[f] for f in missing), DEFAULT_FRACTIONS, salt=DATASET)
     split_of = {f: listed.get(stem(f)) or fallback[targets[f]] for f in fakes}
     records = [
-        Record(
-            media_id=f"{DATASET}/{rel}",
-            uri=tree.uri(rel),
-            label=1,
-            dataset=DATASET,
-            method=METHOD,
-            split=split_of[rel],
-            source_id=stem(rel),
-            compression="unknown",
-            media_type="video",
-        )
+        record(tree, DATASET, rel, 1, METHOD, split_of[rel], stem(rel))
         for rel in fakes
     ]
 

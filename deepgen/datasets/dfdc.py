@@ -18,7 +18,7 @@ import posixpath
 
 import pyarrow as pa
 
-from deepgen.datasets.records import Record, to_table
+from deepgen.datasets.records import Record, record, to_table
 from deepgen.datasets.splits import assign_splits
 from deepgen.datasets.tree import Tree, is_video, list_tree, stem
 from deepgen.errors import DeepgenError
@@ -69,17 +69,7 @@ def _train_records(tree: Tree, files: set[str]) -> list[Record]:
             forced[group] = split
     rest = assign_splits((g for _, _, g, _ in entries if g not in forced), TRAIN_VAL, salt=DATASET)
     return [
-        Record(
-            media_id=f"{DATASET}/{rel}",
-            uri=tree.uri(rel),
-            label=label,
-            dataset=DATASET,
-            method=FAKE_METHOD if label else "real",
-            split=forced.get(group) or rest[group],
-            source_id=stem(group),
-            compression="unknown",
-            media_type="video",
-        )
+        record(tree, DATASET, rel, label, FAKE_METHOD if label else "real", forced.get(group) or rest[group], stem(group))
         for rel, label, group, _ in entries
     ]
 
@@ -106,17 +96,7 @@ def _test_records(tree: Tree, files: set[str]) -> list[Record]:
         except ValueError as e:
             raise DeepgenError(f"{tree.uri(csv_rel)} gives {row['filename']} the label {row['label']!r}; use 1 for fake, 0 for real.") from e
         records.append(
-            Record(
-                media_id=f"{DATASET}/{rel}",
-                uri=tree.uri(rel),
-                label=label,
-                dataset=DATASET,
-                method=FAKE_METHOD if label else "real",
-                split="test",
-                source_id=stem(rel),
-                compression="unknown",
-                media_type="video",
-            )
+            record(tree, DATASET, rel, label, FAKE_METHOD if label else "real", "test", stem(rel))
         )
     return records
 

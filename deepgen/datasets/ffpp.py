@@ -18,7 +18,7 @@ import re
 
 import pyarrow as pa
 
-from deepgen.datasets.records import Record, to_table
+from deepgen.datasets.records import record, to_table
 from deepgen.datasets.splits import DEFAULT_FRACTIONS, UnionFind, assign_splits
 from deepgen.datasets.tree import Tree, is_video, list_tree, stem
 from deepgen.errors import DeepgenError
@@ -130,17 +130,7 @@ def build(root: str, compression: str = "c23", splits: str | None = None) -> pa.
         split_of.update({r: fallback[group[r]] for r in leftover})
 
     records = [
-        Record(
-            media_id=f"{DATASET}/{rel}",
-            uri=tree.uri(rel),
-            label=label,
-            dataset=DATASET,
-            method=method,
-            split=split_of[rel],
-            source_id=source_id,
-            compression=comp,
-            media_type="video",
-        )
+        record(tree, DATASET, rel, label, method, split_of[rel], source_id, compression=comp)
         for rel, label, method, source_id, _ in items
     ]
     return to_table(records, root, LAYOUT)

@@ -17,7 +17,7 @@ import posixpath
 
 import pyarrow as pa
 
-from deepgen.datasets.records import Record, to_table
+from deepgen.datasets.records import Record, record, to_table
 from deepgen.datasets.splits import DEFAULT_FRACTIONS, assign_splits
 from deepgen.datasets.tree import is_image, is_video, list_tree, stem
 from deepgen.errors import DeepgenError
@@ -101,17 +101,7 @@ def build(root: str, name: str = "folder", split: str | None = None) -> pa.Table
         raise DeepgenError(f"found no videos or images under {root}/real or {root}/fake; expected {LAYOUT}.")
     groups = assign_splits((stem(r[0]) for r in items), DEFAULT_FRACTIONS, salt=name)
     records = [
-        Record(
-            media_id=f"{name}/{rel}",
-            uri=tree.uri(rel),
-            label=label,
-            dataset=name,
-            method=method,
-            split=split or groups[stem(rel)],
-            source_id=stem(rel),
-            compression="unknown",
-            media_type=kind,
-        )
+        record(tree, name, rel, label, method, split or groups[stem(rel)], stem(rel), media_type=kind)
         for rel, label, method, kind in items
     ]
     return to_table(records, root, LAYOUT)

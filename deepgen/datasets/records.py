@@ -33,3 +33,10 @@ def to_table(records: list[Record], root: str, layout: str) -> pa.Table:
     rows = [asdict(r) for r in records]
     cols = {name: [row[name] for row in rows] for name in MANIFEST_SCHEMA.names}
     return validate_manifest(pa.table(cols, schema=MANIFEST_SCHEMA), where=f"the manifest of {root}")
+
+
+def record(tree, dataset: str, rel: str, label: int, method: str, split: str, source_id: str,
+           compression: str = "unknown", media_type: str = "video") -> Record:
+    """The manifest row of the file ``rel`` of a dataset tree: ``media_id`` is ``<dataset>/<rel>``."""
+    return Record(media_id=f"{dataset}/{rel}", uri=tree.uri(rel), label=label, dataset=dataset, method=method,
+                  split=split, source_id=source_id, compression=compression, media_type=media_type)

@@ -1,1 +1,0 @@
-"""Experiments: the demo and the generalization benchmark, built from the stages' public functions."""

@@ -1,1 +1,0 @@
-"""Fixture generators for tests, demos and benchmarks (never imported by a production stage)."""
