@@ -175,7 +175,8 @@ def write_report(
     auc_matrix: pd.DataFrame | None = None,
     shift: Mapping | pd.DataFrame | None = None,
     sections: Iterable[tuple] = (),
-    uncertainty_col: str = "uncertainty",
+    cross: Mapping | None = None,
+    uncertainty_col: str = "mutual_info",
     title: str = "deepgen evaluation report",
     n_bins: int = 15,
     threshold: float = 0.5,
@@ -188,7 +189,10 @@ def write_report(
     page says so. ``auc_matrix``: a train x test AUC table (default: this model's row). ``shift``: a
     :func:`~deepgen.evaluation.shift.shift_report` dict, a name -> report mapping, or a table.
     ``sections``: ``(title, content[, caption])`` with content a DataFrame, mapping, matplotlib
-    Figure or text, appended in order.
+    Figure or text, appended in order. ``cross``: the caller's
+    :func:`~deepgen.evaluation.crossdataset.cross_dataset_metrics` of these predictions, used as
+    given (computed here only when absent). Selective prediction abstains on ``uncertainty_col``
+    (MC-dropout mutual information by default; 1 - calibrated confidence when the column is absent).
     """
     check_predictions(predictions)
     preds = predictions.reset_index(drop=True)
@@ -214,7 +218,7 @@ def write_report(
         body.append(f'<h2 id="{a}">{html.escape(heading)}</h2>\n{content}')
 
     # summary and cross-dataset protocol
-    cross = cross_dataset_metrics(preds, train_datasets, threshold)
+    cross = cross or cross_dataset_metrics(preds, train_datasets, threshold)
     summary_parts = [_table_html(_mapping_table(cross["summary"]))]
     if metrics:
         summary_parts.append("<h3>metrics</h3>" + _table_html(_mapping_table(metrics)))

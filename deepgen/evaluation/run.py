@@ -173,7 +173,7 @@ def evaluate(
         storage.write_table(pa.Table.from_pandas(videos, preserve_index=False), storage.join(tmp, "predictions.parquet"))
         report = write_report(tmp, videos, {"model_id": main.model_id, "temperature": main.temperature,
                                             "faces": ", ".join(faces)},
-                              train_datasets=train_sets, temperature=main.temperature, auc_matrix=matrix,
+                              train_datasets=train_sets, temperature=main.temperature, auc_matrix=matrix, cross=cross,
                               shift=shift or None, sections=sections, title=f"deepgen evaluation: {main.model_id}")
         metrics["seconds"] = round(time.perf_counter() - t0, 2)
         storage.write_bytes(storage.join(tmp, "metrics.json"), json.dumps(metrics, indent=2, default=_json).encode())
