@@ -21,6 +21,8 @@ ARCFACE_112 = np.array(
     np.float32,
 )
 
+POINT_WEIGHTS = (1.0, 1.0, 0.1, 0.1, 0.1)  # eyes, nose tip, mouth corners in the alignment fit
+
 
 def template(size: int = 224, margin: float = 0.3) -> np.ndarray:
     """The 5 template points (5, 2) in a ``size`` x ``size`` crop with ``margin``."""
@@ -39,25 +41,32 @@ def five_points(landmarks) -> np.ndarray | None:
     return None
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama: rotation, uniform scale, shift) mapping ``src`` onto ``dst``, 2x3."""
+def similarity_transform(src: np.ndarray, dst: np.ndarray, weights=None) -> np.ndarray:
+    """Weighted least-squares similarity (Umeyama: rotation, uniform scale, shift) mapping ``src`` onto ``dst``, 2x3."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    ms, md = w @ src, w @ dst
     sc, dc = src - ms, dst - md
-    u, s, vt = np.linalg.svd(dc.T @ sc / len(src))
+    u, s, vt = np.linalg.svd((dc * w[:, None]).T @ sc)
     d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
     r = u @ d @ vt
-    scale = np.trace(np.diag(s) @ d) / max(sc.var(0).sum(), 1e-9)
+    scale = np.trace(np.diag(s) @ d) / max(float(w @ (sc**2).sum(1)), 1e-9)
     t = md - scale * r @ ms
     return np.hstack([scale * r, t[:, None]])
 
 
 def alignment_matrix(landmarks, size: int = 224, margin: float = 0.3) -> np.ndarray | None:
-    """The 2x3 frame-to-crop similarity of an aligned crop, or None when the landmarks can't align."""
+    """The 2x3 frame-to-crop similarity of an aligned crop, or None when the landmarks can't align.
+
+    The fit weights the eyes by 1 and nose and mouth corners by ``POINT_WEIGHTS``: people's eye,
+    nose and mouth proportions differ from the template's, and this keeps the eyes where the
+    template puts them while nose and mouth still steady the scale and roll.
+    """
     pts = five_points(landmarks)
     if pts is None or not np.isfinite(pts).all() or np.ptp(pts, axis=0).max() < 1e-3:
         return None
-    return similarity_transform(pts, template(size, margin))
+    return similarity_transform(pts, template(size, margin), POINT_WEIGHTS)
 
 
 def apply(m: np.ndarray, pts) -> np.ndarray:

@@ -61,12 +61,14 @@ class YuNetDetector:
     side is at most ``max_side`` (the CNN's cost grows with pixels; yuface itself degrades above
     960 px); a frame where nothing is found is searched once more at ``retry_side`` (upscaled when
     the frame is small, since YuNet misses faces under ~20 px). Score = confidence in [0, 1].
+    ``threads`` caps yuface's OpenMP threads (1: one detector per core, as Ray actors run it; on a busy
+    machine OpenMP's spinning helper threads make a call 10x slower).
     """
 
     name = "yunet"
     supports_size_hint = False
 
-    def __init__(self, max_side: int = 320, retry_side: int = 640, conf: float = 0.5):
+    def __init__(self, max_side: int = 320, retry_side: int = 640, conf: float = 0.5, threads: int = 1):
         try:
             import yuface
         except ImportError:
@@ -80,6 +82,8 @@ class YuNetDetector:
         self.max_side = min(int(max_side), YUNET_INPUT_LIMIT)
         self.retry_side = min(int(retry_side), YUNET_INPUT_LIMIT)
         self.conf = float(conf)
+        self._omp = _yuface_openmp(yuface)
+        self.threads = int(threads)
 
     def _run(self, bgr: np.ndarray, s: float) -> list[Detection]:
         import cv2
@@ -88,6 +92,8 @@ class YuNetDetector:
         if s != 1.0:
             interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
             bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+        if self._omp is not None and self.threads > 0:
+            self._omp.omp_set_num_threads(self.threads)  # per calling thread; spinning helpers hurt on busy CPUs
         try:
             res = np.asarray(self.yuface.c_detect(np.ascontiguousarray(bgr)), np.float32).reshape(-1, 16)
         except Exception as e:
@@ -121,6 +127,20 @@ class YuNetDetector:
                 dets = self._run(bgr, s2)
             out.append(sorted(dets, key=lambda d: -d.area))
         return out
+
+
+def _yuface_openmp(yuface):
+    """The OpenMP runtime bundled with the yuface wheel (ctypes), or None."""
+    import ctypes
+    import glob
+    import os
+
+    for path in glob.glob(os.path.join(os.path.dirname(yuface.__file__), "..", "yuface.libs", "libgomp*.so*")):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            return None
+    return None
 
 
 class HaarDetector:
