@@ -1,11 +1,13 @@
 """Face extraction throughput and memory, in one run on one corpus.
 
 Rows: (a) naive loop (cv2.VideoCapture decodes every frame, Haar on the sampled ones, one process);
-(b) extract_media in one process (GOP-skipping decode, only sampled frames converted);
+(b) extract_media in one process (GOP-skipping decode, only sampled frames converted), once per
+detector (YuNet, the default, and Haar side by side: videos/s and the share of sampled frames with
+a face, also on a "hard" copy of the corpus: half-size frames of faces rolled by +-30 degrees);
 (c) the Ray Data pipeline on all cores. Then peak RSS of the Ray pipeline (driver + every Ray
-process) at 1x and 4x corpus, each in a fresh subprocess.
+process) at 1x and 4x corpus, each in a fresh subprocess (``--skip-ray`` leaves (c) out).
 
-    .venv/bin/python benchmarks/extract.py [--videos 12] [--frames 150] [--sample 32]
+    .venv/bin/python benchmarks/extract.py [--videos 12] [--frames 150] [--sample 32] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -34,15 +36,33 @@ from deepgen.video import uniform_indices  # noqa: E402
 FACES_DIR = Path(os.environ.get("DEEPGEN_FACES_DIR", ROOT.parent / "shared" / "data" / "real_faces"))
 
 
-def make_corpus(folder: Path, n: int, n_frames: int, w: int, h: int) -> list[dict]:
-    """``n`` H.264 clips (2 s GOPs) of real face photos drifting over a background."""
+def _rolled(photo, i: int):
+    """The photo rolled by +30 or -30 degrees (alternating with ``i``), borders reflected."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 30 if i % 2 == 0 else -30, 1.0)
+    return cv2.warpAffine(photo, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def make_corpus(folder: Path, n: int, n_frames: int, w: int, h: int, hard: bool = False) -> list[dict]:
+    """``n`` H.264 clips (2 s GOPs) of real face photos drifting over a background.
+
+    ``hard``: half-size frames, faces rolled by +-30 degrees, stronger compression (crf 32).
+    """
     photos = sorted(FACES_DIR.glob("*.jpg"))
     if not photos:
         raise SystemExit(f"{FACES_DIR} holds no face photos; the benchmark corpus is made from them.")
     rows = []
     for i in range(n):
-        path = folder / f"v{i:03d}.mp4"
-        frames = face_frames(load_rgb(photos[i % len(photos)]), n_frames, w, h, seed=i)
+        path = folder / f"{'h' if hard else 'v'}{i:03d}.mp4"
+        photo = load_rgb(photos[i % len(photos)])
+        if hard:
+            frames = face_frames(_rolled(photo, i), n_frames, w // 2 // 2 * 2, h // 2 // 2 * 2, seed=i)
+            write_video(str(path), frames, fps=25, crf=32, gop=50)
+            rows.append({"media_id": f"bench/{path.name}", "uri": str(path), "media_type": "video"})
+            continue
+        frames = face_frames(photo, n_frames, w, h, seed=i)
         write_video(str(path), frames, fps=25, crf=23, gop=50)
         rows.append({"media_id": f"bench/v{i:03d}.mp4", "uri": str(path), "label": i % 2, "dataset": "bench",
                      "method": "real", "split": "test", "source_id": str(i), "compression": "c23",
@@ -126,6 +146,7 @@ def decode_pyav(rows: list[dict], cfg: ExtractConfig) -> tuple[int, int]:
 
 
 def single(rows: list[dict], cfg: ExtractConfig) -> tuple[int, int]:
+    """extract_media in this process with ``cfg``'s detector: (frames sampled, faces kept)."""
     det = get_detector(cfg.detector)
     n_frames = n_faces = 0
     for row in rows:
@@ -133,6 +154,16 @@ def single(rows: list[dict], cfg: ExtractConfig) -> tuple[int, int]:
         n_frames += st["n_frames"]
         n_faces += st["n_faces"]
     return n_frames, n_faces
+
+
+def with_detector(name: str):
+    """A single-process row running extract_media (one OpenCV thread, as in Ray) with detector ``name``."""
+    import dataclasses
+
+    def run(rows: list[dict], cfg: ExtractConfig) -> tuple[int, int]:
+        return single_one_thread(rows, dataclasses.replace(cfg, detector=name))
+
+    return run
 
 
 RAY_CHILD = r"""
@@ -225,6 +256,7 @@ def write_manifests(rows: list[dict], folder: Path) -> tuple[str, str]:
 def main() -> None:
     ap = corpus_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=2, help="single-process repetitions (best is kept)")
+    ap.add_argument("--skip-ray", action="store_true", help="leave out the Ray pipeline rows and RSS")
     a = ap.parse_args()
     cfg = ExtractConfig(frames=a.sample)
     with tempfile.TemporaryDirectory(prefix="deepgen-bench-") as tmp:
@@ -234,6 +266,25 @@ def main() -> None:
         print(f"corpus: {a.videos} clips, {a.frames} frames {a.width}x{a.height} H.264 (GOP 50), "
               f"{a.sample} sampled per clip; made in {time.perf_counter() - t:.1f}s; cpu cores: {os.cpu_count()}")
         m1, m4 = write_manifests(rows, tmp)
+        hard = make_corpus(tmp, a.videos, a.frames, a.width, a.height, hard=True)
+
+        detector_rows = []  # (detector, corpus, seconds, videos, frames, faces)
+        for name in ("yunet", "haar"):
+            run = with_detector(name)
+            run(rows[:1], cfg)  # warm up
+            for corpus, items in (("plain", rows), ("hard", hard)):
+                best = float("inf")
+                for _ in range(a.repeats):
+                    t = time.perf_counter()
+                    nf, nface = run(items, cfg)
+                    best = min(best, time.perf_counter() - t)
+                detector_rows.append((name, corpus, best, len(items), nf, nface))
+        print(f"\n{'detector (extract_media, 1 process, 1 thread)':48s} {'corpus':>6s} {'sec':>7s} "
+              f"{'videos/s':>9s} {'frames/s':>9s} {'face frames':>11s}")
+        for name, corpus, dt, nv, nf, nface in detector_rows:
+            print(f"{name:48s} {corpus:>6s} {dt:7.2f} {nv / dt:9.2f} {nf / dt:9.1f} {nface / max(nf, 1):10.1%}")
+        if a.skip_ray:
+            return
 
         results = []
         single_process = (("(a) naive loop: cv2 decodes all, 1 proc", naive),

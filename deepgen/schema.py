@@ -28,9 +28,10 @@ FACES_SCHEMA = pa.schema(
     [
         ("media_id", pa.string()),
         ("frame_index", pa.int32()),
+        ("track_id", pa.int32()),  # one id per face followed across the sampled frames, 0 = largest track
         ("image", pa.binary()),  # encoded JPEG/PNG bytes of the crop
         ("box", pa.list_(pa.float32(), 4)),  # x0, y0, x1, y1 in original-frame pixels
-        ("landmarks", pa.list_(pa.float32())),  # nullable, flattened (x, y) pairs
+        ("landmarks", pa.list_(pa.float32())),  # nullable, flattened (x, y) pairs in original-frame pixels: 5 (YuNet) or 68 (dlib)
         ("det_score", pa.float32()),
         ("label", pa.int8()),
         ("dataset", pa.string()),

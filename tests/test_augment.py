@@ -105,3 +105,65 @@ def test_color_transfer_matches_lab_statistics_inside_the_mask():
     lab = [cv2.cvtColor(np.clip(x / 255, 0, 1).astype(np.float32), cv2.COLOR_RGB2LAB)[mask > 0] for x in (out, ref)]
     assert np.allclose(lab[0].mean(0), lab[1].mean(0), atol=1.5)
     assert np.array_equal(color_transfer(src, ref, np.zeros_like(mask)), src)  # too small a region: unchanged
+
+
+def _five(cx=32.0, cy=30.0, roll=0.0, s=1.0):
+    """5 face points (eyes, nose, mouth corners) for a 64-px face crop, rolled by ``roll`` radians."""
+    base = np.array([[-9, -6], [9, -6], [0, 3], [-7, 12], [7, 12]], np.float64) * s
+    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]])
+    return (base @ rot.T + (cx, cy)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_landmark_oval_mask_covers_the_face_points_and_turns_with_roll(seed):
+    rng = np.random.default_rng(seed)
+    pts = _five()
+    mask = face_mask((64, 64), rng, landmarks=pts.ravel())
+    for x, y in pts:
+        assert mask[int(round(y)), int(round(x))] > 0.5
+    assert mask[2, 2] == 0 and mask[2, 61] == 0  # corners stay outside
+    # forehead and chin are inside: the oval reaches beyond the eye and mouth lines
+    assert mask[int(pts[0, 1]) - 6, 32] > 0.3 and mask[int(pts[3, 1]) + 6, 32] > 0.3
+    # rolled landmarks give a rolled oval: it extends from the eyes along the face's own down axis
+    for roll in (0.0, 0.6):
+        pts2 = _five(cx=64, cy=56, roll=roll, s=2)
+        rolled = face_mask((128, 128), np.random.default_rng(seed), landmarks=pts2)
+        ys, xs = np.nonzero(rolled > 0.5)
+        off = np.array([xs.mean(), ys.mean()]) - pts2[:2].mean(0)
+        assert abs(np.arctan2(-off[0], off[1]) - roll) < 0.35, (roll, off)
+    # 68 points: the same oval by default, the convex hull on request
+    lm68 = np.zeros((68, 2), np.float32) + (32, 30)
+    lm68[36:42], lm68[42:48], lm68[30], lm68[48], lm68[54] = pts[0], pts[1], pts[2], pts[3], pts[4]
+    lm68[:17] = np.stack([32 + 20 * np.cos(np.linspace(0, np.pi, 17)), 30 + 22 * np.sin(np.linspace(0, np.pi, 17))], 1)
+    oval = face_mask((64, 64), np.random.default_rng(seed), landmarks=lm68)
+    hull = face_mask((64, 64), np.random.default_rng(seed), landmarks=lm68, hull=True)
+    assert oval[int(pts[0, 1]) - 6, 32] > 0.3 and not np.allclose(oval, hull)
+
+
+def test_self_blend_with_five_landmarks_changes_only_inside_the_mask():
+    img = _face(seed=3)
+    fake, mask = self_blend(img, np.random.default_rng(3), landmarks=_five().ravel())
+    changed = np.any(fake != img, axis=2)
+    assert changed.any() and not np.any(changed & (mask == 0))
+
+
+def test_crop_geometry_accepts_five_points_and_aligned_crops():
+    from deepgen.faces.align import align_face, template
+    from deepgen.train.data import _crop_geometry
+
+    box = (100.0, 60.0, 180.0, 160.0)
+    tpl = template(64, 0.3)
+    # a face whose 5 points are the template scaled 1.5x and shifted (frame pixels)
+    frame_pts = (tpl - 32) * 1.5 + (140, 110)
+    crop_box, pts = _crop_geometry(box, frame_pts.ravel().tolist(), 64, 0.3)
+    assert crop_box is not None and pts is not None and pts.shape == (5, 2)
+    side = 100 * 1.3
+    assert np.allclose(pts, (frame_pts - (140, 110)) * 64 / side + 32, atol=1e-4)
+    # aligned: the crop's own similarity puts the points on the template
+    _, apts = _crop_geometry(box, frame_pts.ravel().tolist(), 64, 0.3, aligned=True)
+    assert np.allclose(apts, tpl, atol=1e-3)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    crop, m = align_face(frame, frame_pts, 64, 0.3)
+    assert crop.shape == (64, 64, 3) and np.allclose(m[:, :2], np.eye(2) / 1.5, atol=1e-4)
+    assert _crop_geometry(box, None, 64, 0.3, aligned=True)[1] is None
+    assert _crop_geometry(None, frame_pts.ravel(), 64, 0.3) == (None, None)

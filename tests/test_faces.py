@@ -60,6 +60,29 @@ def test_main_track_beats_a_bigger_one_frame_false_positive():
     assert select_faces([[], []]) == []
 
 
+def test_every_persistent_face_is_tracked_with_ids_by_size():
+    from deepgen.faces.track import track_faces
+
+    left = [_det(20 + t, 40, 80 + t, 100) for t in range(10)]
+    right = [_det(200 - t, 50, 250 - t, 100) for t in range(10)]
+    dets = [[left[t], right[t]] for t in range(10)]
+    dets[4] = [left[4]]  # the right face is missed for two frames: the gap is bridged
+    dets[5] = [left[5], _det(120, 150, 135, 165)]  # and a one-frame false positive appears
+    kept = track_faces(dets)
+    tracks = {}
+    for t, k, d in kept:
+        tracks.setdefault(k, []).append((t, d.box))
+    assert sorted(tracks) == [0, 1]  # the false positive (1 of 10 frames) is dropped
+    assert [t for t, _ in tracks[0]] == list(range(10))  # largest track (10 detections) is 0
+    assert [t for t, _ in tracks[1]] == [0, 1, 2, 3, 6, 7, 8, 9]
+    assert all(b[0] > 150 for _, b in tracks[1])
+    assert len(track_faces(dets, all_faces=True)) == 19
+    assert [t for t, _, _ in kept] == sorted(t for t, _, _ in kept)
+    # when no track persists, the main one (largest summed area) still counts
+    lone = [[], [_det(0, 0, 10, 10)], [], [], [], [_det(50, 50, 90, 90)], [], [], [], []]
+    assert [(t, k) for t, k, _ in track_faces(lone)] == [(5, 0)]
+
+
 def test_crop_box_is_square_and_inside_the_frame():
     assert crop_box((10, 10, 50, 50), 200, 100, 0.5) == (0, 0, 60, 60)
     x0, y0, x1, y1 = crop_box((150, 60, 200, 100), 200, 100, 0.3)
@@ -100,7 +123,8 @@ def test_extract_media_on_a_face_video(face_video):
         assert img.shape == (96, 96, 3)
         x0, y0, x1, y1 = f["box"]
         assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
-        assert f["label"] == 1 and f["split"] == "train" and f["landmarks"] is None
+        # the default detector (yunet) gives 5 landmarks (Haar gave none); one face, one track
+        assert f["label"] == 1 and f["split"] == "train" and len(f["landmarks"]) == 10 and f["track_id"] == 0
 
 
 def test_size_hints_keep_the_same_faces(face_video):
@@ -118,7 +142,7 @@ def test_boxes_are_in_original_pixels(real_faces_dir, tmp_path):
     row = {"media_id": "t/big", "uri": write_video(str(tmp_path / "big.mp4"), big)}
     faces, status = extract_media(row, ExtractConfig(frames=2, max_side=320))
     assert status["n_faces"] == 2
-    ref = get_detector("haar").detect([small[0]])[0][0].box
+    ref = get_detector().detect([small[0]])[0][0].box  # the default detector, as extract_media used
     got = faces[0]["box"]
     assert np.allclose(np.array(got) / 4, ref, atol=12)
 

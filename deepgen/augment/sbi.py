@@ -23,11 +23,17 @@ def _ellipse_polygon(h: int, w: int, box: np.ndarray | None, rng: np.random.Gene
         cx, cy, ax, ay = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
     else:  # a face crop: the face fills the middle of the image
         cx, cy, ax, ay = w / 2, h / 2, 0.34 * w, 0.42 * h
+    return _deformed_ellipse(h, w, cx, cy, ax, ay, 0.0, rng, (0.75, 1.0))
+
+
+def _deformed_ellipse(h: int, w: int, cx: float, cy: float, ax: float, ay: float, angle: float,
+                      rng: np.random.Generator, scale: tuple[float, float]) -> np.ndarray:
+    """A randomly shifted, scaled, tilted and wobbled ellipse polygon (48 points)."""
     cx += rng.uniform(-0.04, 0.04) * w
     cy += rng.uniform(-0.04, 0.04) * h
-    ax *= rng.uniform(0.75, 1.0)
-    ay *= rng.uniform(0.75, 1.0)
-    angle = rng.uniform(-0.2, 0.2)
+    ax *= rng.uniform(*scale)
+    ay *= rng.uniform(*scale)
+    angle += rng.uniform(-0.2, 0.2)
     t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     # deform the radius with a smooth random curve (low-order Fourier terms)
     wobble = 1.0 + sum(rng.uniform(-0.06, 0.06) * np.cos(k * t + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4))
@@ -35,6 +41,34 @@ def _ellipse_polygon(h: int, w: int, box: np.ndarray | None, rng: np.random.Gene
     xs = cx + px * np.cos(angle) - py * np.sin(angle)
     ys = cy + px * np.sin(angle) + py * np.cos(angle)
     return np.stack([xs, ys], 1)
+
+
+# face oval around 5 landmarks, in eye-to-mouth distances d along the face's vertical axis: the
+# forehead above the eye line, the chin below the mouth line; half-width in inter-ocular distances
+OVAL_FOREHEAD, OVAL_CHIN, OVAL_HALF_WIDTH = 0.7, 0.85, 1.1
+
+
+def landmark_oval(five: np.ndarray) -> tuple[float, float, float, float, float] | None:
+    """(cx, cy, ax, ay, angle) of the face oval fitted to 5 points (eyes, nose, mouth corners), or None.
+
+    The oval spans ``OVAL_FOREHEAD`` eye-to-mouth distances above the eyes to ``OVAL_CHIN`` below the
+    mouth, is ``OVAL_HALF_WIDTH`` inter-ocular distances wide per side, turns with the face's roll
+    and shifts sideways with the nose (yaw).
+    """
+    le, re_, nose, ml, mr = np.asarray(five, np.float64).reshape(5, 2)
+    eyes, mouth = (le + re_) / 2, (ml + mr) / 2
+    v = mouth - eyes
+    d = float(np.hypot(*v))
+    if d < 1.0:
+        return None
+    down = v / d
+    right = np.array([down[1], -down[0]])
+    iod = float(np.hypot(*(re_ - le)))
+    ay = d * (1.0 + OVAL_FOREHEAD + OVAL_CHIN) / 2
+    ax = max(OVAL_HALF_WIDTH * iod, 0.85 * d)
+    c = eyes + down * (ay - OVAL_FOREHEAD * d)
+    c = c + right * 0.3 * float(np.dot(nose - (eyes + mouth) / 2, right))
+    return float(c[0]), float(c[1]), ax, ay, float(np.arctan2(right[1], right[0]))
 
 
 def _elastic(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -55,17 +89,27 @@ def face_mask(
     rng: np.random.Generator,
     landmarks: np.ndarray | None = None,
     box: np.ndarray | None = None,
+    hull: bool = False,
 ) -> np.ndarray:
-    """Soft blending mask (H, W) float32 in [0, 1]: landmark hull if given, else a deformed ellipse.
+    """Soft blending mask (H, W) float32 in [0, 1], elastically deformed, eroded/dilated and blurred.
 
+    Its shape: with 5 landmarks (YuNet) or 68 (dlib, reduced to the same 5) a face oval fitted to the
+    eyes, nose and mouth (:func:`landmark_oval`); with ``hull=True`` (68 points) or another landmark
+    set of 6+ points, their convex hull; else an ellipse in ``box`` (or the crop's middle).
     ``landmarks`` are (x, y) points in image pixels (flattened or (K, 2)); ``box`` is x0, y0, x1, y1.
     """
+    from deepgen.faces.align import five_points
+
     h, w = shape
     hard = np.zeros((h, w), np.float32)
-    if landmarks is not None and len(landmarks) >= 6:
-        pts = np.asarray(landmarks, np.float32).reshape(-1, 2)
-        hull = cv2.convexHull(pts.astype(np.int32))
-        cv2.fillConvexPoly(hard, hull, 1.0)
+    pts = None if landmarks is None else np.asarray(landmarks, np.float32).reshape(-1, 2)
+    five = None if pts is None or (hull and len(pts) >= 6) else five_points(pts)
+    oval = landmark_oval(five) if five is not None else None
+    if oval is not None:
+        cv2.fillPoly(hard, [np.rint(_deformed_ellipse(h, w, *oval, rng, (0.9, 1.05))).astype(np.int32)], 1.0)
+    elif pts is not None and len(pts) >= 6:
+        hull_pts = cv2.convexHull(pts.astype(np.int32))
+        cv2.fillConvexPoly(hard, hull_pts, 1.0)
     else:
         cv2.fillPoly(hard, [np.rint(_ellipse_polygon(h, w, box, rng)).astype(np.int32)], 1.0)
     hard = _elastic(hard, rng)

@@ -15,7 +15,7 @@ from deepgen.faces.detect import DETECTORS
 @click.option("--frames", default=32, show_default=True, help="Frames sampled uniformly per video.")
 @click.option("--size", default=224, show_default=True, help="Side of the square face crops.")
 @click.option("--margin", default=0.3, show_default=True, help="Margin around the face box.")
-@click.option("--detector", type=click.Choice(DETECTORS), default="haar", show_default=True)
+@click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True, help="Face detector: yunet (CNN, 5 landmarks; falls back to haar without the yuface wheel), haar or dlib.")
 @click.option("--all-faces", is_flag=True, help="Keep every face, not only the main face track.")
 @click.option("--predictor", default=None, help="dlib 68-landmark predictor file (with --detector dlib).")
 @click.option("--align", is_flag=True, help="Rotate crops so the eyes are level (needs landmarks).")

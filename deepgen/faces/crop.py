@@ -1,4 +1,4 @@
-"""Square face crops with margin (clipped at frame borders), optional eye alignment, and encoding."""
+"""Square face crops with margin (clipped at frame borders), optional 5-point alignment, and encoding."""
 
 from __future__ import annotations
 
@@ -20,19 +20,20 @@ def crop_face(
     frame: np.ndarray, box: tuple[float, ...], size: int = 224, margin: float = 0.3,
     landmarks: np.ndarray | None = None, align: bool = False,
 ) -> np.ndarray:
-    """A ``size`` x ``size`` RGB crop of the face in ``frame`` (box in ``frame`` pixels)."""
+    """A ``size`` x ``size`` RGB crop of the face in ``frame`` (box in ``frame`` pixels).
+
+    With ``align`` and 5 (YuNet) or 68 (dlib) landmarks, the crop is the similarity warp onto the
+    ArcFace template (:mod:`deepgen.faces.align`); without usable landmarks it is the box crop.
+    """
     import cv2
 
     h, w = frame.shape[:2]
-    if align and landmarks is not None and len(landmarks) == 68:
-        left_eye, right_eye = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
-        angle = float(np.degrees(np.arctan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])))
-        x0, y0, x1, y1 = box
-        side = max(x1 - x0, y1 - y0) * (1.0 + margin)
-        center = ((x0 + x1) / 2, (y0 + y1) / 2)
-        m = cv2.getRotationMatrix2D(center, angle, size / side)
-        m[:, 2] += (size / 2 - center[0], size / 2 - center[1])
-        return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    if align and landmarks is not None:
+        from deepgen.faces.align import align_face
+
+        aligned = align_face(frame, landmarks, size, margin)
+        if aligned is not None:
+            return aligned[0]
     x0, y0, x1, y1 = crop_box(box, w, h, margin)
     patch = frame[y0:y1, x0:x1]
     if patch.size == 0:

@@ -1,11 +1,16 @@
 """Face detectors behind one small interface: ``detect(frames) -> list[list[Detection]]``.
 
-OpenCV Haar (default, ships with opencv) and dlib HOG with optional 68-point landmarks.
-Frames are RGB uint8; boxes come back in the input frames' pixel coordinates.
+YuNet (default; libfacedetection's CNN from the ``yuface`` wheel, CPU, 5 landmarks), OpenCV Haar
+(ships with opencv, no landmarks) and dlib HOG with optional 68-point landmarks. Frames are RGB
+uint8; boxes and landmarks come back in the input frames' pixel coordinates.
+
+``yuface`` has wheels only for CPython 3.10/3.11 on Linux x86_64; elsewhere ``get_detector("yunet")``
+warns once and falls back to Haar.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -13,12 +18,13 @@ import numpy as np
 
 from deepgen.errors import DeepgenError
 
-DETECTORS = ("haar", "dlib")
+DETECTORS = ("yunet", "haar", "dlib")
+YUNET_INPUT_LIMIT = 960  # yuface warns (and degrades) above this side
 
 
 @dataclass
 class Detection:
-    """One face: box (x0, y0, x1, y1) in frame pixels, a score, and optional (68, 2) landmarks."""
+    """One face: box (x0, y0, x1, y1) in frame pixels, a score, and optional (5|68, 2) landmarks."""
 
     box: tuple[float, float, float, float]
     score: float
@@ -26,9 +32,11 @@ class Detection:
 
     @property
     def area(self) -> float:
+        """Box area in pixels."""
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
     def scaled(self, s: float) -> Detection:
+        """The same face with box and landmarks multiplied by ``s``."""
         lm = None if self.landmarks is None else self.landmarks * s
         return Detection(tuple(float(v * s) for v in self.box), self.score, lm)
 
@@ -43,6 +51,96 @@ def _gray_small(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if s < 1.0:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return gray, s
+
+
+class YuNetDetector:
+    """YuNet CNN (libfacedetection via ``yuface``): boxes, confidence and 5 landmarks per face.
+
+    Landmarks are (x, y) of the image-left eye, image-right eye, nose tip, image-left and
+    image-right mouth corner (the ArcFace template's order). Frames are downscaled so their longest
+    side is at most ``max_side`` (the CNN's cost grows with pixels; yuface itself degrades above
+    960 px); a frame where nothing is found is searched once more at ``retry_side`` (upscaled when
+    the frame is small, since YuNet misses faces under ~20 px). Score = confidence in [0, 1].
+    ``threads`` caps yuface's OpenMP threads (1: one detector per core, as Ray actors run it; on a busy
+    machine OpenMP's spinning helper threads make a call 10x slower).
+    """
+
+    name = "yunet"
+    supports_size_hint = False
+
+    def __init__(self, max_side: int = 320, retry_side: int = 640, conf: float = 0.5, threads: int = 1):
+        try:
+            import yuface
+        except ImportError:
+            raise  # get_detector turns a missing wheel into a warning and the Haar fallback
+        except Exception as e:  # a broken wheel (e.g. a shared library that does not load)
+            raise DeepgenError(
+                f"the yunet detector failed to load ({type(e).__name__}); reinstall it with "
+                "`pip install yuface` or use --detector haar."
+            ) from None
+        self.yuface = yuface
+        self.max_side = min(int(max_side), YUNET_INPUT_LIMIT)
+        self.retry_side = min(int(retry_side), YUNET_INPUT_LIMIT)
+        self.conf = float(conf)
+        self._omp = _yuface_openmp(yuface)
+        self.threads = int(threads)
+
+    def _run(self, bgr: np.ndarray, s: float) -> list[Detection]:
+        import cv2
+
+        h, w = bgr.shape[:2]
+        if s != 1.0:
+            interp = cv2.INTER_AREA if s < 1.0 else cv2.INTER_LINEAR
+            bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+        if self._omp is not None and self.threads > 0:
+            self._omp.omp_set_num_threads(self.threads)  # per calling thread; spinning helpers hurt on busy CPUs
+        try:
+            res = np.asarray(self.yuface.c_detect(np.ascontiguousarray(bgr)), np.float32).reshape(-1, 16)
+        except Exception as e:
+            raise DeepgenError(
+                f"the yunet detector failed on a {w}x{h} frame ({type(e).__name__}: {e}); reinstall "
+                "yuface or use --detector haar."
+            ) from None
+        sx, sy = bgr.shape[1] / w, bgr.shape[0] / h  # exact per-axis scale after rounding
+        dets = []
+        for r in res[res[:, 0] > self.conf * 100]:
+            x, y, bw, bh = r[1:5]
+            box = (max(0.0, x / sx), max(0.0, y / sy), min(float(w), (x + bw) / sx), min(float(h), (y + bh) / sy))
+            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+                continue
+            lm = (r[5:15].reshape(5, 2) + 0.5) / (sx, sy) - 0.5  # cv2.resize's pixel-centre mapping
+            dets.append(Detection(box, float(r[0]) / 100.0, lm.astype(np.float32)))
+        return dets
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """Faces per frame (largest first), boxes clipped to the frame, with 5 landmarks each."""
+        import cv2
+
+        out = []
+        for frame in frames:
+            bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            side = max(frame.shape[:2])
+            s = min(1.0, self.max_side / side)
+            dets = self._run(bgr, s)
+            s2 = self.retry_side / side
+            if not dets and s2 > 1.2 * s:
+                dets = self._run(bgr, s2)
+            out.append(sorted(dets, key=lambda d: -d.area))
+        return out
+
+
+def _yuface_openmp(yuface):
+    """The OpenMP runtime bundled with the yuface wheel (ctypes), or None."""
+    import ctypes
+    import glob
+    import os
+
+    for path in glob.glob(os.path.join(os.path.dirname(yuface.__file__), "..", "yuface.libs", "libgomp*.so*")):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            return None
+    return None
 
 
 class HaarDetector:
@@ -114,6 +212,7 @@ class DlibDetector:
         self.dlib, self.upsample, self.max_side = dlib, upsample, max_side
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """Faces per frame (largest first), with 68 landmarks when a predictor is loaded."""
         out = []
         for frame in frames:
             gray, s = _gray_small(frame, self.max_side)
@@ -130,9 +229,25 @@ class DlibDetector:
         return out
 
 
+YUNET_MISSING = (
+    "the yunet detector needs the yuface package, which has wheels only for CPython 3.10/3.11 on "
+    "Linux x86_64; falling back to the Haar detector (run `pip install yuface` on such a Python, or "
+    "pass --detector haar to silence this)."
+)
+
+
 @lru_cache(maxsize=4)
-def get_detector(name: str = "haar", predictor_path: str | None = None):
-    """The detector called ``name`` (haar|dlib), built once per process."""
+def get_detector(name: str = "yunet", predictor_path: str | None = None):
+    """The detector called ``name`` (yunet|haar|dlib), built once per process.
+
+    ``yunet`` without the ``yuface`` package warns once and returns the Haar detector.
+    """
+    if name == "yunet":
+        try:
+            return YuNetDetector()
+        except ImportError:
+            warnings.warn(YUNET_MISSING, RuntimeWarning, stacklevel=2)
+            return HaarDetector()
     if name == "haar":
         return HaarDetector()
     if name == "dlib":

@@ -84,7 +84,7 @@ def extract_faces(
     frames: int = 32,
     size: int = 224,
     margin: float = 0.3,
-    detector: str = "haar",
+    detector: str = "yunet",
     all_faces: bool = False,
     address: str | None = None,
     overwrite: bool = False,

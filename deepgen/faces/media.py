@@ -12,7 +12,7 @@ import numpy as np
 
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
-from deepgen.faces.track import select_faces
+from deepgen.faces.track import track_faces
 from deepgen.video import MediaError, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
@@ -25,17 +25,18 @@ class ExtractConfig:
     frames: int = 32
     size: int = 224
     margin: float = 0.3
-    detector: str = "haar"
+    detector: str = "yunet"
     all_faces: bool = False
     max_side: int = 640
     image_format: str = "jpeg"
     quality: int = 95
-    align: bool = False
+    align: bool = False  # warp crops onto the 5-point ArcFace template (deepgen.faces.align)
     predictor_path: str | None = None
     detect_batch: int = 8
     size_hints: bool = True  # main-track mode: search near the last face's size first
     threads: int = 0  # decoder threads; 0 = codec default, 1 inside Ray actors
     carry: tuple[str, ...] = ()  # extra manifest columns copied onto every face row (e.g. skin_tone)
+    min_track_share: float = 0.3  # keep tracks seen in >= this share of sampled frames (see faces.track)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +76,8 @@ def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig) -> list[lis
 def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[dict], dict]:
     """Sample, detect, track and crop the faces of one manifest row.
 
+    Every face row carries ``track_id`` (0..k-1, largest track first; see :mod:`deepgen.faces.track`).
+
     Returns (face rows per FACES_SCHEMA, status row with status ok|no_face|decode_error|unreadable|
     missing, error, n_frames sampled, n_faces kept).
     """
@@ -90,23 +93,24 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     det = detector or get_detector(cfg.detector, cfg.predictor_path)
     frames = sampled.frames
     dets = detect_frames(det, frames, cfg)
-    kept = select_faces(dets, all_faces=cfg.all_faces)
+    kept = track_faces(dets, all_faces=cfg.all_faces, min_share=cfg.min_track_share)
     inv = 1.0 / sampled.scale
     faces = []
     carried = {k: row.get(k) for k in CARRIED + tuple(cfg.carry)}
-    for t, d in kept:
+    for t, track_id, d in kept:
         crop = crop_face(frames[t], d.box, cfg.size, cfg.margin, d.landmarks, cfg.align)
         orig = d.scaled(inv)
         faces.append({
             "media_id": row["media_id"],
             "frame_index": int(sampled.indices[t]),
+            "track_id": int(track_id),
             "image": encode_image(crop, cfg.image_format, cfg.quality),
             "box": [float(v) for v in orig.box],
             "landmarks": None if orig.landmarks is None else np.asarray(orig.landmarks, np.float32).ravel().tolist(),
             "det_score": float(d.score),
             **carried,
         })
-    faces.sort(key=lambda f: f["frame_index"])
+    faces.sort(key=lambda f: (f["frame_index"], f["track_id"]))
     status = "ok" if faces else "no_face"
     err = None if faces else f"no face found in {len(frames)} sampled frames"
     return faces, status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0)

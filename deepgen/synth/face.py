@@ -10,7 +10,8 @@ Public:
 - :class:`Identity`, :func:`sample_identity` - who (shape, skin tone, features, hair, glasses).
 - :class:`Motion`, :func:`sample_motion` - how the head moves, blinks and talks in one video.
 - :class:`Scene`, :func:`sample_scene` - lighting, background, camera noise, frame size.
-- :func:`render_clip` -> :class:`Clip` (frames, per-frame boxes and landmarks).
+- :func:`render_clip` -> :class:`Clip` (frames, per-frame boxes and landmarks); :func:`render_group`
+  renders several people in one clip (one :class:`Clip` per person, same frames).
 - :func:`render_identity` - one frontal still of an identity (for tests and test data).
 """
 
@@ -707,14 +708,32 @@ def render_frame(
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one frame (uint8 RGB) over ``background``; returns (frame, landmarks Kx2 in frame px)."""
+    frame, lms = render_group_frame([(identity, pose)], scene, background, rng)
+    return frame, lms[0]
+
+
+def render_group_frame(
+    people: list[tuple[Identity, Pose]],
+    scene: Scene,
+    background: np.ndarray,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Render several people in one frame (bodies first, then heads, in list order).
+
+    Returns (uint8 RGB frame, one Kx2 landmark array per person in frame pixels).
+    """
     img = background.copy()
-    _draw_body(img, identity, pose, scene)
-    rgb, alpha, lm, x0, y0 = render_face_layer(identity, pose, scene)
-    _paste(img, rgb, alpha, x0, y0)
+    for identity, pose in people:
+        _draw_body(img, identity, pose, scene)
+    lms = []
+    for identity, pose in people:
+        rgb, alpha, lm, x0, y0 = render_face_layer(identity, pose, scene)
+        _paste(img, rgb, alpha, x0, y0)
+        lms.append(lm + np.array([x0, y0], np.float32))
     img = cv2.GaussianBlur(img, (3, 3), 0.6)
     if rng is not None and scene.noise > 0:
         img += rng.standard_normal(img.shape, dtype=np.float32) * scene.noise
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8), lm + np.array([x0, y0], np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8), lms
 
 
 def face_box(pose: Pose, identity: Identity) -> np.ndarray:
@@ -742,32 +761,47 @@ def render_clip(
     Deterministic for a given ``seed`` (camera noise). With ``noise=False`` no camera noise is
     added (used for donor faces that a forgery pastes in).
     """
+    return render_group([identity], [motion], scene, frames, seed, noise)[0]
+
+
+def render_group(
+    identities: list[Identity],
+    motions: list[Motion],
+    scene: Scene,
+    frames: int,
+    seed: int = 0,
+    noise: bool = True,
+) -> list[Clip]:
+    """Render several people together (e.g. two side by side); one :class:`Clip` per person.
+
+    Every clip holds the same frames; its boxes, landmarks, identity and motion are that person's,
+    so a forgery applied to one clip changes only that person's face.
+    """
     margin = int(0.04 * max(scene.width, scene.height)) + 2
     bg_big = render_background(scene, margin)
     rng = np.random.default_rng(seed) if noise else None
+    n = len(identities)
     out = np.empty((frames, scene.height, scene.width, 3), np.uint8)
-    lms = np.empty((frames, len(LANDMARK_NAMES), 2), np.float32)
-    boxes = np.empty((frames, 4), np.float32)
-    poses = []
+    lms = np.empty((n, frames, len(LANDMARK_NAMES), 2), np.float32)
+    boxes = np.empty((n, frames, 4), np.float32)
+    poses: list[list[dict]] = [[] for _ in range(n)]
     for i in range(frames):
-        t = i / motion.fps
-        pose = pose_at(motion, scene, t)
+        t = i / motions[0].fps
+        frame_poses = [pose_at(m, scene, t) for m in motions]
         # slow camera pan over the larger background
         ox = int(round(margin * (1 + 0.5 * math.sin(0.5 * t + scene.bg_seed % 7))))
         oy = int(round(margin * (1 + 0.3 * math.cos(0.4 * t))))
         bg = bg_big[oy : oy + scene.height, ox : ox + scene.width]
-        out[i], lms[i] = render_frame(identity, pose, scene, bg, rng)
-        boxes[i] = face_box(pose, identity)
-        poses.append(asdict(pose))
-    return Clip(
-        frames=out,
-        boxes=boxes,
-        landmarks=lms,
-        identity=identity,
-        motion=motion,
-        scene=scene,
-        meta={"poses": poses},
-    )
+        out[i], frame_lms = render_group_frame(list(zip(identities, frame_poses)), scene, bg, rng)
+        for p, (ident, pose) in enumerate(zip(identities, frame_poses)):
+            lms[p, i] = frame_lms[p]
+            boxes[p, i] = face_box(pose, ident)
+            poses[p].append(asdict(pose))
+    return [
+        Clip(frames=out, boxes=boxes[p], landmarks=lms[p], identity=identities[p], motion=motions[p],
+             scene=scene, meta={"poses": poses[p]})
+        for p in range(n)
+    ]
 
 
 def render_identity(

@@ -14,6 +14,11 @@ wilddeepfake) exactly as the real dataset lays out its files, plus a ground-trut
                  "boxes": [[x0, y0, x1, y1] per frame], "mask": "deepgen_masks/....png" or null}}}
 ```
 
+Two-person DFDC clips (every fourth original, and the fakes made from it, method
+``two_person_swap``) also carry ``"faces": [{"target", "boxes", "swapped": bool}, ...]`` (image-left
+person first) and ``"swapped_face"`` (index into ``faces``, null for reals); their ``boxes``,
+``target`` and ``mask`` are the swapped face's (the left person's for reals).
+
 ``key`` is the media file's path relative to the root; for WildDeepfake sequences it is
 ``<folder>/<N>.tar.gz::<N>/<real|fake>/<sequence>``. Masks are grayscale PNG strips (frames
 stacked vertically, see :func:`deepgen.synth.encode.read_mask_strip`), 0 outside the forged
@@ -48,6 +53,7 @@ from deepgen.synth.face import (
     Clip,
     Identity,
     render_clip,
+    render_group,
     sample_identity,
     sample_motion,
     sample_scene,
@@ -141,6 +147,8 @@ STYLES: dict[str, Style] = {
     ),
 }
 _CODE = {p: i + 11 for i, p in enumerate(PRESETS)}
+PAIR_OFFSET = 5000  # identity number of the second person in a two-person clip
+TWO_PERSON_METHOD = "two_person_swap"
 
 
 def load_groundtruth(root: str) -> dict:
@@ -210,6 +218,27 @@ class _Tree:
                 scene,
                 s.frames,
                 seed=int(self.rng(4, k, video).integers(2**31)),
+            )
+        return self._clips[key]
+
+    def pair(self, k: int, video: int) -> list[Clip]:
+        """Video ``video`` of identity ``k`` side by side with identity ``PAIR_OFFSET + k`` (one clip each)."""
+        key = ("pair", k, video)
+        if key not in self._clips:
+            s = self.style
+            scale = (s.face_scale[0] * 0.8, s.face_scale[1] * 0.8)
+            motions = []
+            for p, x in enumerate((0.3, 0.7)):
+                m = sample_motion(self.rng(11, k, video, p), s.frames / s.fps, s.fps, scale, s.motion * 0.6)
+                jitter = self.rng(12, k, video, p).uniform(-0.02, 0.02, 2)
+                motions.append(replace(m, center=(x + float(jitter[0]), 0.5 + float(jitter[1]))))
+            scene = sample_scene(
+                self.rng(3, k, video), s.width, s.height, s.backgrounds, s.light_spread, s.noise,
+                s.light_tint, s.ambient,
+            )
+            people = [self.identity(k), self.identity(PAIR_OFFSET + k)]
+            self._clips[key] = render_group(
+                people, motions, scene, s.frames, seed=int(self.rng(4, k, video, 2).integers(2**31))
             )
         return self._clips[key]
 
@@ -416,11 +445,28 @@ def _dfdc(t: _Tree, videos: int) -> None:
             else f"train/dfdc_train_part_{parts[tgt]}/{name}"
         )
 
+    def faces_gt(clips: list[Clip], swapped: int | None) -> dict:
+        return {
+            "faces": [
+                {"target": c.identity.id, "boxes": np.round(c.boxes, 1).tolist(), "swapped": p == swapped}
+                for p, c in enumerate(clips)
+            ],
+            "swapped_face": swapped,
+        }
+
+    def two_person(i: int) -> bool:  # every fourth original shows two people side by side
+        return i % 4 == 2
+
     for i, (name, split) in enumerate(reals):
-        clip = t.clip(i, 0)
         rel = place(name, i)
+        extra = {}
+        if two_person(i):
+            clips = t.pair(i, 0)
+            clip, extra = clips[0], faces_gt(clips, None)
+        else:
+            clip = t.clip(i, 0)
         t.video(rel, clip.frames, t.style.crf)
-        t.record(rel, clip, 0, "real", None, None, None, f"crf{t.style.crf}")
+        t.record(rel, clip, 0, "real", None, None, None, f"crf{t.style.crf}", **extra)
         if split == "test":
             labels.append(f"{name},0")
         else:
@@ -434,20 +480,29 @@ def _dfdc(t: _Tree, videos: int) -> None:
         tgt = j % n_real
         src = (tgt + 1 + j // n_real) % n_real
         family, kw = mix[j % len(mix)]
-        f = t.forge(family, t.clip(tgt, 0), t.identity(src), j, **kw)
+        method, extra = family, {}
+        if two_person(tgt):  # one of the two faces swapped, the other left real
+            clips = t.pair(tgt, 0)
+            swapped = int(t.rng(13, j).integers(2))
+            target = clips[swapped]
+            method, extra = TWO_PERSON_METHOD, faces_gt(clips, swapped)
+        else:
+            target = t.clip(tgt, 0)
+        f = t.forge(family, target, t.identity(src), j, **kw)
         name = _dfdc_name(rng, used)
         rel = place(name, tgt)
         t.video(rel, f.frames, t.style.crf)
         t.record(
             rel,
-            t.clip(tgt, 0),
+            target,
             1,
-            family,
+            method,
             family,
             t.identity(src),
             f.masks,
             f"crf{t.style.crf}",
             original=reals[tgt][0],
+            **extra,
         )
         if reals[tgt][1] == "test":
             labels.append(f"{name},1")

@@ -135,20 +135,35 @@ def decode_image(data: bytes) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _crop_geometry(box, landmarks, size: int, margin: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Map a frame-pixel face box/landmarks into crop pixels (square crop of side max(w, h)*(1+margin))."""
+def _crop_geometry(box, landmarks, size: int, margin: float,
+                   aligned: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Map a frame-pixel face box/landmarks (5 or more points) into crop pixels.
+
+    Box crops are squares of side max(w, h)*(1+margin) around the box centre. With ``aligned`` (faces
+    extracted with ``--align``) the crop is the similarity warp onto the 5-point template, so the
+    same matrix (recomputed from the stored frame landmarks, :func:`deepgen.faces.align.alignment_matrix`)
+    maps box and landmarks; faces without usable landmarks were box-cropped and map as such.
+    """
+    from deepgen.faces.align import alignment_matrix, apply
+
     if box is None or len(box) != 4:
         return None, None
     x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
-    if side <= 0:
-        return None, None
-    s, cx, cy = size / side, (x0 + x1) / 2, (y0 + y1) / 2
-    crop_box = np.array([(x0 - cx) * s + size / 2, (y0 - cy) * s + size / 2,
-                         (x1 - cx) * s + size / 2, (y1 - cy) * s + size / 2])
-    pts = None
-    if landmarks is not None and len(landmarks) >= 12:
-        pts = (np.asarray(landmarks, np.float32).reshape(-1, 2) - (cx, cy)) * s + size / 2
+    has_lms = landmarks is not None and len(landmarks) >= 10
+    m = alignment_matrix(landmarks, size, margin) if aligned and has_lms else None
+    if m is not None:
+        corners = apply(m, [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+        crop_box = np.concatenate([corners.min(0), corners.max(0)])
+        pts = apply(m, landmarks).astype(np.float32)
+    else:
+        side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+        if side <= 0:
+            return None, None
+        s, cx, cy = size / side, (x0 + x1) / 2, (y0 + y1) / 2
+        crop_box = np.array([(x0 - cx) * s + size / 2, (y0 - cy) * s + size / 2,
+                             (x1 - cx) * s + size / 2, (y1 - cy) * s + size / 2])
+        pts = ((np.asarray(landmarks, np.float32).reshape(-1, 2) - (cx, cy)) * s + size / 2) if has_lms else None
+    if pts is not None:
         inside = np.mean((pts >= 0).all(1) & (pts < size).all(1))
         pts = pts if inside > 0.9 else None
     return crop_box, pts
