@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from collections import Counter
 
 import pyarrow as pa
@@ -162,24 +163,28 @@ def extract_faces(
     resumed = len(done)
     t0 = time.perf_counter()
     workers = 1
+    if todo:
+        init_ray(address)  # before the progress clock starts: the rate is the pipeline's, not Ray's start-up
     with Progress(len(rows), "extract", quiet=quiet, start=resumed) as progress:
         if todo:
-            init_ray(address)
             workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             workers = max(1, min(workers, len(todo)))
             ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), MAX_BLOCKS))
-            ds = ds.map_batches(
-                ExtractActor,
-                fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1,
-                # Ray Data restarts dead actors by default, and then Ray logs an error line for every actor
+            with warnings.catch_warnings():
+                # Ray Data restarts dead actors by default, and Ray then logs an error line for every actor
                 # (its constructor arguments live in the object store, ray#53727). A dead actor fails the
-                # run instead; the committed chunks survive it and --resume continues from them.
-                max_restarts=0,
-            )
+                # run instead; the committed chunks survive it and --resume continues from them. Ray 2.60
+                # has no named parameter for max_restarts, hence the (deprecated) remote-args dict.
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+                ds = ds.map_batches(
+                    ExtractActor,
+                    fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
+                    batch_size=batch_size,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=1,
+                    max_restarts=0,
+                )
             committer = _ChunkCommitter(partial, chunk_size, done)
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 progress.update(committer.add(batch.to_pylist()))
