@@ -40,3 +40,6 @@ def quiet_ray_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Ray Data reconfigures "ray.data" when it starts, but not its children: silence the warning that the
+    # progress bars switched off above are off (deepgen.progress prints the stage's progress instead)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

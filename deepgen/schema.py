@@ -62,7 +62,7 @@ SCORES_SCHEMA = pa.schema(
 )
 SCORES_COLUMNS = SCORES_SCHEMA.names
 
-MEDIA_STATUSES = ("ok", "no_face", "decode_error", "unreadable", "missing", "rejected")
+MEDIA_STATUSES = ("ok", "no_face", "decode_error", "unreadable", "missing", "rejected", "too_large")
 SPLITS = ("train", "val", "test")
 MEDIA_TYPES = ("video", "frames", "image")
 

@@ -7,6 +7,7 @@ straight to the reduced size, so no full-resolution RGB array is ever built.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -21,12 +22,49 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _MEDIA_MAGIC = (b"ftyp", b"\x1a\x45\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba")
 
 
+# Size limits: media over them become ``too_large`` status rows instead of exhausting a worker's memory.
+MAX_IMAGE_PIXELS = int(os.environ.get("DEEPGEN_MAX_IMAGE_PIXELS", 100_000_000))  # per image or video frame
+MAX_ENCODED_BYTES = int(os.environ.get("DEEPGEN_MAX_ENCODED_BYTES", 2 << 30))  # per image file or archive member
+
+
 class MediaError(DeepgenError):
-    """A media item that cannot be used; ``status`` is missing, unreadable or decode_error."""
+    """A media item that cannot be used; ``status`` is missing, unreadable, decode_error or too_large."""
 
     def __init__(self, status: str, uri: str, reason: str):
         self.status, self.uri, self.reason = status, uri, reason
         super().__init__(f"{uri}: {reason}")
+
+
+def check_encoded_size(n_bytes: int, uri: str, what: str = "image") -> None:
+    """Raise ``too_large`` when one encoded image (file or archive member) is over ``MAX_ENCODED_BYTES``."""
+    if n_bytes > MAX_ENCODED_BYTES:
+        raise MediaError("too_large", uri, f"{what} is {n_bytes / 2**20:.0f} MiB, over the "
+                         f"{MAX_ENCODED_BYTES / 2**20:.0f} MiB limit (raise DEEPGEN_MAX_ENCODED_BYTES to read it)")
+
+
+def check_pixels(width: int, height: int, uri: str) -> None:
+    """Raise ``too_large`` when an image or video frame has more than ``MAX_IMAGE_PIXELS`` pixels."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError("too_large", uri, f"frames are {width}x{height} ({width * height / 1e6:.0f} MP), over the "
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP limit (raise DEEPGEN_MAX_IMAGE_PIXELS to read it)")
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an encoded image's header, without decoding it; None if the header is unknown."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's decompression-bomb warning: the caller decides
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        return (1 << 16, 1 << 16)  # over PIL's own hard limit: surely over ours
+    except Exception:
+        return None
 
 
 @dataclass
@@ -71,7 +109,7 @@ def sample_frames(
     if media_type == "frames":
         return _sample_sequence(uri, n_frames, max_side)
     if media_type == "image":
-        data = _read_all(uri)
+        data = _read_all(uri, max_bytes=MAX_ENCODED_BYTES)
         frame = _decode_image(data, uri)
         h, w = frame.shape[:2]
         return _resized([frame], [0], w, h, 0.0, 1, 1, max_side)
@@ -81,8 +119,8 @@ def sample_frames(
 # ---------------------------------------------------------------- opening
 
 
-def _open(uri: str):
-    """Open ``uri`` for binary reading, mapping absence and emptiness to MediaError."""
+def _open(uri: str, max_bytes: int | None = None):
+    """Open ``uri`` for binary reading, mapping absence, emptiness and (over ``max_bytes``) size to MediaError."""
     fs, path = get_fs(uri)
     try:
         info = fs.info(path)
@@ -94,19 +132,24 @@ def _open(uri: str):
         raise MediaError("unreadable", uri, "is a directory, not a media file")
     if not info.get("size"):
         raise MediaError("unreadable", uri, "is empty (zero bytes)")
+    if max_bytes is not None:
+        check_encoded_size(int(info["size"]), uri)
     if is_remote(uri):
         return fs.open(path, "rb", block_size=8 * 1024 * 1024, cache_type="readahead")
     return open(path, "rb")
 
 
-def _read_all(uri: str) -> bytes:
-    with _open(uri) as f:
+def _read_all(uri: str, max_bytes: int | None = None) -> bytes:
+    with _open(uri, max_bytes) as f:
         return f.read()
 
 
 def _decode_image(data: bytes, uri: str) -> np.ndarray:
     import cv2
 
+    size = image_size(data)
+    if size is not None:
+        check_pixels(*size, uri)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError("unreadable", uri, "is not a decodable image")
@@ -139,8 +182,11 @@ def _sample_sequence(uri: str, n_frames: int, max_side: int) -> SampledFrames:
             raise MediaError("missing", uri, "no such folder or key prefix")
         if not fs.isdir(path):
             raise MediaError("unreadable", uri, "is not a folder of frames")
-        files = sorted(p for p in fs.find(path) if p.lower().endswith(IMAGE_EXTS))
+        found = fs.find(path, detail=True)
+        files = sorted(p for p in found if p.lower().endswith(IMAGE_EXTS))
         idx = uniform_indices(len(files), n_frames)
+        for i in idx:
+            check_encoded_size(int(found[files[i]].get("size") or 0), uri, f"frame {posixpath.basename(files[i])}")
         datas = [fs.cat_file(files[i]) for i in idx]
     if not datas:
         raise MediaError("decode_error", uri, "holds no image frames")
@@ -185,6 +231,7 @@ def _tar_frames(uri: str) -> list[bytes]:
         for m in tar:
             name = posixpath.normpath(m.name.lstrip("./"))
             if m.isfile() and name.startswith(prefix + "/") and name.lower().endswith(IMAGE_EXTS):
+                check_encoded_size(m.size, uri, f"archive member {name}")
                 out.append((name, tar.extractfile(m).read()))
     return [d for _, d in sorted(out)]
 
@@ -232,6 +279,7 @@ def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: in
         if threads:
             ctx.thread_count = threads
     w, h = ctx.width, ctx.height
+    check_pixels(w, h, uri)
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
     fps = float(rate)
     tb = stream.time_base or Fraction(1, 1000)

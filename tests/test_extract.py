@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from deepgen.errors import DeepgenError
 from deepgen.faces.command import extract
-from deepgen.faces.extract import extract_faces, read_faces, read_status
+from deepgen.faces.extract import extract_faces, read_extract_config, read_faces, read_status
 from deepgen.schema import FACES_SCHEMA, MANIFEST_SCHEMA
 from deepgen.storage import get_fs, join, write_table
 from deepgen.testing.faces import face_frames, load_rgb, noise_frames, write_bad_inputs, write_video
@@ -91,8 +91,9 @@ def test_pipeline_counts_refusal_and_overwrite(ray_session, corpus, tmp_path):
     assert summary["media"] == 12 and summary["faces_written"] == 25
     assert summary["by_status"] == {"decode_error": 3, "missing": 1, "no_face": 1, "ok": 5, "unreadable": 2}
     check_output(out, EXPECTED)
-    assert sorted(os.listdir(out)) == ["_SUCCESS", "faces", "status"]
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "extract.json", "faces", "status"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-") or p.endswith(".partial")]
+    assert read_extract_config(out)["frames"] == 6 and read_extract_config(str(tmp_path)) is None
 
     runner = CliRunner()
     refused = runner.invoke(extract, ["--manifest", corpus, "--out", out, "--frames", "4", "--size", "64"])
@@ -118,7 +119,8 @@ def test_s3_manifest_to_s3_output(ray_session, real_faces_dir, s3_bucket, tmp_pa
     assert summary["by_status"] == {"missing": 1, "ok": 2}
     check_output(out, {"s3/f0.mp4": ("ok", 4, 4), "s3/f1.mp4": ("ok", 4, 4), "s3/gone.mp4": ("missing", 0, 0)})
     assert fs.exists(join(out, "_SUCCESS")[5:])
-    assert not [p for p in fs.ls(s3_bucket[5:]) if "/.tmp-" in p]
+    assert not [p for p in fs.ls(s3_bucket[5:]) if "/.tmp-" in p or p.endswith(".partial")]
+    assert read_extract_config(out)["size"] == 64
     with pytest.raises(DeepgenError, match="already exists"):
         extract_faces(f"{s3_bucket}/manifest.parquet", out, frames=4)
 
@@ -139,8 +141,7 @@ def test_killed_run_leaves_no_table(ray_session, real_faces_dir, tmp_path):
         deadline = time.time() + 60
         shard = None
         while time.time() < deadline and shard is None and proc.poll() is None:
-            tmp = [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-out")]
-            shard = next((f for t in tmp for f in (t / "faces").glob("part-*.parquet")), None)
+            shard = next((tmp_path / "out.partial" / "faces").glob("part-*.parquet"), None)  # the run's work dir
             time.sleep(0.05)
         assert shard is not None, "the run finished or stalled before writing any shard"
         os.kill(proc.pid, signal.SIGKILL)

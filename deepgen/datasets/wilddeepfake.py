@@ -86,6 +86,30 @@ def iter_archive_sequences(archive_uri: str) -> Iterator[tuple[str, list[tuple[s
         yield prefix, sorted(seqs[prefix], key=lambda x: _natural(x[0]))
 
 
+def _archive_sequence(archive_uri: str, prefix: str) -> list[tuple[str, bytes]]:
+    """The frames of one member folder, reading (streamed) only that folder's members into memory.
+
+    A member over ``deepgen.video.MAX_ENCODED_BYTES`` raises ``MediaError`` (status ``too_large``)
+    before a byte of it is read.
+    """
+    from deepgen.video import check_encoded_size
+
+    frames: list[tuple[str, bytes]] = []
+    uri = f"{archive_uri}#{prefix}"
+    try:
+        with _open_archive(archive_uri) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+            for m in tar:
+                name = _member(m.name)
+                if m.isfile() and is_image(name) and posixpath.dirname(name) == prefix:
+                    check_encoded_size(m.size, uri, f"archive member {name}")
+                    frames.append((posixpath.basename(name), tar.extractfile(m).read()))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DeepgenError(f"cannot read the archive {archive_uri} ({e}); re-download it.") from e
+    return sorted(frames, key=lambda x: _natural(x[0]))
+
+
 def _archive_members(archive_uri: str) -> dict[str, int]:
     """Member folder -> frame count, read from the archive's headers."""
     counts: dict[str, int] = {}
@@ -105,17 +129,23 @@ def list_frames(uri: str) -> list[tuple[str, bytes]]:
     """``[(frame name, encoded bytes), ...]`` of one sequence, in natural frame order.
 
     A missing archive or folder raises ``FileNotFoundError``; a sequence without frames or an
-    unreadable archive raises :class:`DeepgenError`.
+    unreadable archive raises :class:`DeepgenError`; a frame over the size limit raises
+    :class:`deepgen.video.MediaError` with status ``too_large`` (never read into memory).
     """
+    from deepgen.video import check_encoded_size
+
     archive, prefix = split_uri(uri)
     if archive is not None:
-        frames = next((fr for p, fr in iter_archive_sequences(archive) if p == prefix), [])
+        frames = _archive_sequence(archive, prefix)
     else:
         fs, path = get_fs(uri)
         path = path.rstrip("/")
         if not fs.exists(path):
             raise FileNotFoundError(uri)
-        names = [p for p in fs.find(path) if posixpath.dirname(p) == path and is_image(p)]
+        found = fs.find(path, detail=True)
+        names = [p for p in found if posixpath.dirname(p) == path and is_image(p)]
+        for p in names:
+            check_encoded_size(int(found[p].get("size") or 0), uri, f"frame {posixpath.basename(p)}")
         data = fs.cat(names) if names else {}
         frames = sorted(((posixpath.basename(p), data[p]) for p in names), key=lambda x: _natural(x[0]))
     if not frames:

@@ -1,24 +1,46 @@
 """Manifest -> faces table on Ray Data: one video per row, actors with a detector loaded once.
 
 Each actor call handles a few videos and writes their face rows as one Parquet shard straight into
-the output's temporary directory (encoded crops only, never frames); only small status rows travel
-back to the driver, which writes the status table and commits both atomically.
+the run's work directory ``OUT.partial/faces`` (encoded crops only, never frames); only small status
+rows travel back to the driver. The driver commits them in chunks (``OUT.partial/status/chunk-*.parquet``,
+one atomic write each, only for actor batches whose every row arrived), so a killed run keeps its
+committed chunks and ``resume=True`` extracts only the rest. When every item has its status row the
+output is published atomically: ``OUT/faces``, ``OUT/status``, ``OUT/extract.json`` and ``_SUCCESS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 import time
+import uuid
+import warnings
 from collections import Counter
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from deepgen.errors import DeepgenError
 from deepgen.faces.detect import DETECTORS
 from deepgen.faces.media import ExtractConfig, extract_media
 from deepgen.schema import FACES_SCHEMA, MANIFEST_COLUMNS, validate_manifest
-from deepgen.storage import atomic_dir, get_fs, join, read_table, write_table
+from deepgen.storage import (
+    atomic_dir,
+    exists,
+    get_fs,
+    is_remote,
+    join,
+    read_bytes,
+    read_table,
+    write_bytes,
+    write_table,
+)
+
+PARTIAL_SUFFIX = ".partial"
+SETTINGS = "settings.json"
+EXTRACT_JSON = "extract.json"
 
 STATUS_SCHEMA = pa.schema(
     [
@@ -34,6 +56,8 @@ STATUS_SCHEMA = pa.schema(
         ("shard", pa.string()),
     ]
 )
+# what the actors return: status rows plus the actor batch they came from (a chunk commits whole batches only)
+BATCH_SCHEMA = pa.schema(list(STATUS_SCHEMA) + [pa.field("batch", pa.string()), pa.field("batch_n", pa.int32())])
 
 
 def faces_schema(carry: tuple[str, ...] = ()) -> pa.Schema:
@@ -67,15 +91,16 @@ class ExtractActor:
             f, s = extract_media(row, self.cfg, self.detector)
             faces.extend(f)
             statuses.append(s)
+        # name from content so a retried task overwrites its shard instead of duplicating it
+        key = hashlib.sha1("\n".join(sorted(str(r["media_id"]) for r in rows)).encode()).hexdigest()[:16]
         shard = None
         if faces:
-            # name from content so a retried task overwrites its shard instead of duplicating it
-            key = hashlib.sha1("\n".join(sorted(str(r["media_id"]) for r in rows)).encode()).hexdigest()
-            shard = f"part-{key[:16]}.parquet"
+            shard = f"part-{key}.parquet"
             write_table(faces_table(faces, self.cfg.carry), join(self.faces_dir, shard))
         for s in statuses:
             s["shard"] = shard if s["n_faces"] else None
-        return pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA)
+            s["batch"], s["batch_n"] = key, len(rows)
+        return pa.Table.from_pylist(statuses, schema=BATCH_SCHEMA)
 
 
 def extract_faces(
@@ -90,14 +115,21 @@ def extract_faces(
     overwrite: bool = False,
     num_workers: int | None = None,
     batch_size: int = 4,
+    resume: bool = False,
+    chunk_size: int = 256,
+    quiet: bool = False,
     **cfg_kwargs,
 ) -> dict:
     """Extract face crops for every manifest item into ``out_uri``/faces and ``out_uri``/status.
 
-    Returns a summary: counts by status, faces written, seconds, and the output URIs.
+    Work is committed in chunks of about ``chunk_size`` items under ``out_uri + ".partial"``; with
+    ``resume`` a killed run continues from its last committed chunk (same settings and manifest only).
+    Progress lines go to stderr unless ``quiet``. Returns a summary: counts by status, faces written,
+    seconds, and the output URIs.
     """
     import ray
 
+    from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
     if detector not in DETECTORS:
@@ -106,6 +138,8 @@ def extract_faces(
         raise DeepgenError(f"image format {cfg_kwargs['image_format']!r} is unknown; use jpeg or png.")
     if frames < 1 or size < 16 or margin < 0:
         raise DeepgenError("--frames must be >= 1, --size >= 16 and --margin >= 0; fix the option values.")
+    if chunk_size < 1:
+        raise DeepgenError(f"chunk size {chunk_size} is too small; pass --chunk-size 1 or more.")
     cfg = ExtractConfig(frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,
                         threads=1, **cfg_kwargs)
     if detector == "dlib":  # fail on the driver, before any worker starts
@@ -120,33 +154,44 @@ def extract_faces(
     cfg = dataclasses.replace(cfg, carry=carry)
     rows = manifest.select(["media_id", "uri", "media_type", "label", "dataset", "method", "split",
                             "source_id", *carry]).to_pylist()
-    init_ray(address)
+    partial = partial_uri(out_uri)
+    settings = {"config": json.loads(json.dumps(cfg.as_dict())), "manifest": manifest_fingerprint(rows)}
+    statuses = _open_partial(partial, settings, out_uri, resume=resume, overwrite=overwrite)
+    faces_dir = join(partial, "faces")
+    done = {s["media_id"] for s in statuses}
+    todo = [r for r in rows if r["media_id"] not in done]
+    resumed = len(done)
     t0 = time.perf_counter()
-    workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    workers = max(1, min(workers, len(rows)))
-    statuses: list[dict] = []
-    with atomic_dir(out_uri, overwrite=overwrite) as tmp:
-        faces_dir = join(tmp, "faces")
-        tfs, tpath = get_fs(faces_dir)
-        tfs.makedirs(tpath, exist_ok=True)
-        if rows:
-            ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            ds = ds.map_batches(
-                ExtractActor,
-                fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=1,
-            )
-            for batch in ds.iter_batches(batch_size=256, batch_format="pyarrow"):
-                statuses.extend(batch.to_pylist())
-        statuses = _check_complete(rows, statuses)
-        _drop_orphans(faces_dir, {s["shard"] for s in statuses if s["shard"]})
-        status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA).drop_columns(["shard"])
-        write_table(status_table, join(tmp, "status", "part-00000.parquet"))
-        if not any(s["n_faces"] for s in statuses):
-            write_table(faces_table([], carry), join(faces_dir, "part-empty.parquet"))
+    workers = 1
+    if todo:
+        init_ray(address)  # before the progress clock starts: the rate is the pipeline's, not Ray's start-up
+    with Progress(len(rows), "extract", quiet=quiet, start=resumed) as progress:
+        if todo:
+            workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            workers = max(1, min(workers, len(todo)))
+            ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), MAX_BLOCKS))
+            with warnings.catch_warnings():
+                # Ray Data restarts dead actors by default, and Ray then logs an error line for every actor
+                # (its constructor arguments live in the object store, ray#53727). A dead actor fails the
+                # run instead; the committed chunks survive it and --resume continues from them. Ray 2.60
+                # has no named parameter for max_restarts, hence the (deprecated) remote-args dict.
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+                ds = ds.map_batches(
+                    ExtractActor,
+                    fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
+                    batch_size=batch_size,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=1,
+                    max_restarts=0,
+                )
+            committer = _ChunkCommitter(partial, chunk_size, done)
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                progress.update(committer.add(batch.to_pylist()))
+            committer.flush()
+            statuses.extend(committer.committed)
+    statuses = _check_complete(rows, statuses)
+    _publish(out_uri, partial, statuses, cfg, overwrite=overwrite)
     counts = Counter(s["status"] for s in statuses)
     return {
         "out": str(out_uri),
@@ -158,7 +203,155 @@ def extract_faces(
         "by_status": dict(sorted(counts.items())),
         "seconds": round(time.perf_counter() - t0, 3),
         "workers": workers,
+        "resumed_items": resumed,
     }
+
+
+MAX_BLOCKS = 2000  # input blocks: enough to balance the actors, few enough to keep the driver small
+COMMIT_EVERY_S = 60.0  # commit a chunk at least this often, even when it is smaller than chunk_size
+
+
+def partial_uri(out_uri: str) -> str:
+    """The work directory of an extraction into ``out_uri``: its sibling ``OUT.partial``."""
+    return str(out_uri).rstrip("/") + PARTIAL_SUFFIX
+
+
+def manifest_fingerprint(rows: list[dict]) -> str:
+    """A hash of the manifest rows an extraction reads (ids, URIs and every carried column)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:32]
+
+
+def _settings_diff(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two runs' settings (``frames 6 -> 8``, ``manifest``)."""
+    diffs = []
+    a, b = old.get("config", {}), new.get("config", {})
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            diffs.append(f"{k} {a.get(k)!r} -> {b.get(k)!r}")
+    if old.get("manifest") != new.get("manifest"):
+        diffs.append("the manifest's rows")
+    return diffs
+
+
+def _open_partial(partial: str, settings: dict, out_uri: str, resume: bool, overwrite: bool) -> list[dict]:
+    """Prepare ``OUT.partial``: fresh (after removing an old one when allowed) or, resuming, its committed rows."""
+    fs, path = get_fs(partial)
+    fs.invalidate_cache()
+    has_partial = exists(join(partial, SETTINGS))  # no settings: killed before any work, start afresh
+    if has_partial and resume:
+        old = json.loads(read_bytes(join(partial, SETTINGS)))
+        diffs = _settings_diff(old, settings)
+        if diffs:
+            raise DeepgenError(
+                f"cannot resume {out_uri}: its interrupted run used other settings ({'; '.join(diffs)}); "
+                "rerun with the same options and manifest, or pass --overwrite to start over."
+            )
+        return _committed_rows(partial)
+    if fs.exists(path):
+        if has_partial and not overwrite:
+            raise DeepgenError(f"{partial} holds an interrupted extraction; pass --resume to continue it or "
+                               "--overwrite to start over.")
+        fs.rm(path, recursive=True)
+    if not is_remote(partial):
+        os.makedirs(os.path.join(path, "faces"), exist_ok=True)
+    write_bytes(join(partial, SETTINGS), json.dumps(settings, indent=2).encode())
+    return []
+
+
+def _committed_rows(partial: str) -> list[dict]:
+    """The status rows of every committed chunk (each chunk file is one atomic write)."""
+    fs, path = get_fs(join(partial, "status"))
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return []
+    rows: dict[str, dict] = {}
+    for f in sorted(p for p in fs.find(path) if p.endswith(".parquet") and "/.tmp-" not in p):
+        for r in pq.read_table(f, filesystem=fs).to_pylist():
+            rows.setdefault(r["media_id"], r)
+    return list(rows.values())
+
+
+class _ChunkCommitter:
+    """Collect status rows from the stream; commit whole actor batches in chunks of about ``chunk_size``."""
+
+    def __init__(self, partial: str, chunk_size: int, done: set[str]):
+        self.partial, self.chunk_size = partial, chunk_size
+        self.seen = set(done)
+        self.open: dict[str, list[dict]] = {}  # actor batch -> rows received so far
+        self.ready: list[dict] = []
+        self.committed: list[dict] = []
+        self.run = uuid.uuid4().hex[:8]
+        self.n_chunks = 0
+        self.last = time.perf_counter()
+
+    def add(self, rows: list[dict]) -> int:
+        """Take streamed status rows; returns how many new items they finish (for progress)."""
+        new = 0
+        for r in rows:
+            if r["media_id"] in self.seen:  # a retried task's repeat
+                continue
+            self.seen.add(r["media_id"])
+            new += 1
+            got = self.open.setdefault(r["batch"], [])
+            got.append(r)
+            if len(got) >= r["batch_n"]:
+                self.ready.extend(self.open.pop(r["batch"]))
+        if len(self.ready) >= self.chunk_size or (self.ready and time.perf_counter() - self.last > COMMIT_EVERY_S):
+            self._commit()
+        return new
+
+    def _commit(self) -> None:
+        rows = [{k: v for k, v in r.items() if k not in ("batch", "batch_n")} for r in self.ready]
+        name = f"chunk-{self.run}-{self.n_chunks:05d}.parquet"
+        write_table(pa.Table.from_pylist(rows, schema=STATUS_SCHEMA), join(self.partial, "status", name))
+        self.committed.extend(rows)
+        self.ready, self.n_chunks, self.last = [], self.n_chunks + 1, time.perf_counter()
+
+    def flush(self) -> None:
+        """At the end of the stream: commit every row still held (a batch short of rows was deduplicated)."""
+        self.ready.extend(r for rows in self.open.values() for r in rows)
+        self.open = {}
+        if self.ready:
+            self._commit()
+
+
+def _publish(out_uri: str, partial: str, statuses: list[dict], cfg: ExtractConfig, overwrite: bool) -> None:
+    """Assemble the committed chunks into ``out_uri`` atomically, then remove the work directory."""
+    pfs, ppath = get_fs(join(partial, "faces"))
+    shards = sorted({s["shard"] for s in statuses if s["shard"]})
+    with atomic_dir(out_uri, overwrite=overwrite) as tmp:
+        faces_dir = join(tmp, "faces")
+        tfs, tpath = get_fs(faces_dir)
+        tfs.makedirs(tpath, exist_ok=True)
+        for shard in shards:
+            src, dst = join(ppath, shard), join(tpath, shard)
+            if is_remote(partial):
+                pfs.copy(src, dst)
+            else:
+                try:
+                    os.link(src, dst)  # the partial stays whole until the output is committed
+                except OSError:
+                    pfs.copy(src, dst)
+        status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA).drop_columns(["shard"])
+        write_table(status_table, join(tmp, "status", "part-00000.parquet"))
+        write_bytes(join(tmp, EXTRACT_JSON), json.dumps(cfg.as_dict(), indent=2).encode())
+        if not shards:
+            write_table(faces_table([], cfg.carry), join(faces_dir, "part-empty.parquet"))
+    fs, path = get_fs(partial)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def read_extract_config(out_uri: str) -> dict | None:
+    """The extraction settings (``ExtractConfig.as_dict()``) of an extract output, or None if it has none."""
+    uri = join(str(out_uri), EXTRACT_JSON)
+    if not exists(uri):
+        return None
+    return json.loads(read_bytes(uri))
 
 
 def _check_complete(rows: list[dict], statuses: list[dict]) -> list[dict]:
@@ -168,15 +361,6 @@ def _check_complete(rows: list[dict], statuses: list[dict]) -> list[dict]:
     if missing:
         raise RuntimeError(f"extraction lost {len(missing)} media item(s), e.g. {missing[0]}")
     return [by_id[r["media_id"]] for r in rows]
-
-
-def _drop_orphans(faces_dir: str, keep: set[str]) -> None:
-    """Remove shards no status row points at (left by a task that was retried differently)."""
-    fs, path = get_fs(faces_dir)
-    for p in fs.ls(path, detail=False):
-        name = p.rstrip("/").rsplit("/", 1)[-1]
-        if name.endswith(".parquet") and name not in keep:
-            fs.rm(p)
 
 
 def read_faces(uri: str, columns: list[str] | None = None) -> pa.Table:

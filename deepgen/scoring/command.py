@@ -16,6 +16,7 @@ _common = [
     click.option("--model-batch", default=8, show_default=True, help="Media per model call."),
     click.option("--allowed-roots", multiple=True, help="Only read URIs under these prefixes (repeatable)."),
     click.option("--address", default=None, help="Ray address (ray://… or auto); embedded Ray if unset."),
+    click.option("--quiet", is_flag=True, help="No progress lines on stderr."),
 ]
 
 
@@ -38,12 +39,12 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @common
 def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, evidence, model_batch,
-          allowed_roots, address) -> None:
+          allowed_roots, address, quiet) -> None:
     """Score every media item of a manifest: one row per item, failures as status rows."""
     from deepgen.scoring.score import score as run
 
     summary = run(manifest, list(checkpoints), out, _cfg(frames, detector, mc_passes, evidence, model_batch),
-                  address=address, overwrite=overwrite, allowed_roots=list(allowed_roots) or None)
+                  address=address, overwrite=overwrite, allowed_roots=list(allowed_roots) or None, quiet=quiet)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -55,11 +56,11 @@ def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, ev
 @click.option("--alpha", default=0.01, show_default=True, help="Significance level of the shift alarm.")
 @common
 def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoints, frames, detector, mc_passes, evidence,
-            model_batch, allowed_roots, address) -> None:
+            model_batch, allowed_roots, address, quiet) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
     summary = run(incoming, list(checkpoints), store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
-                  chunk_size=chunk_size, alpha=alpha)
+                  chunk_size=chunk_size, alpha=alpha, quiet=quiet)
     click.echo(json.dumps(summary, indent=2, default=str))

@@ -33,9 +33,14 @@ def rescore(
     date: str | None = None,
     chunk_size: int = 32,
     alpha: float = 0.01,
+    quiet: bool = False,
 ) -> dict:
-    """Score the new or changed items of ``incoming`` into ``store_uri``; write and return the run summary."""
+    """Score the new or changed items of ``incoming`` into ``store_uri``; write and return the run summary.
+
+    Progress lines (items scored of those to do) go to stderr unless ``quiet``.
+    """
     from deepgen.models.bundle import load_bundle
+    from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
@@ -55,7 +60,9 @@ def rescore(
         init_ray(address)
         pending: list[pa.Table] = []
         n_pending = 0
+        progress = Progress(len(todo), "rescore", quiet=quiet)
         for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
+            progress.update(batch.num_rows)
             pending.append(batch)
             n_pending += batch.num_rows
             if n_pending >= chunk_size:
@@ -64,6 +71,7 @@ def rescore(
         if pending:
             store.write_chunk(store_uri, model_id, date, run_id, written, pa.concat_tables(pending))
             written += 1
+        progress.close()
     summary = run_summary(store_uri, model_id, bundles[0].reference, date, alpha=alpha)
     summary.update({
         "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo),

@@ -7,7 +7,7 @@ from collections import Counter
 
 from deepgen import storage
 from deepgen.scoring.inputs import check_allowed, load_media_rows
-from deepgen.scoring.pipeline import ScoreConfig, ensemble_model_id, score_table_rows
+from deepgen.scoring.pipeline import ScoreConfig, ensemble_model_id, finish_rows, score_stream
 
 
 def score(
@@ -18,10 +18,12 @@ def score(
     address: str | None = None,
     overwrite: bool = False,
     allowed_roots: list[str] | None = None,
+    quiet: bool = False,
 ) -> dict:
     """Score every item of ``manifest`` with ``checkpoint`` (several: an equal-weight ensemble of their
-    calibrated logits); write ``out`` (a table directory) atomically."""
+    calibrated logits); write ``out`` (a table directory) atomically; progress on stderr unless ``quiet``."""
     from deepgen.models.bundle import load_bundle
+    from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
@@ -32,7 +34,14 @@ def score(
     init_ray(address)
     cfg = cfg or ScoreConfig()
     with storage.atomic_dir(out, overwrite=overwrite) as tmp:
-        table = score_table_rows(rows, paths, cfg)
+        t1 = time.perf_counter()
+        tables = []
+        with Progress(len(rows), "score", quiet=quiet) as progress:
+            for batch in score_stream(rows, paths, cfg):
+                tables.append(batch)
+                progress.update(batch.num_rows)
+        table = finish_rows(rows, tables)
+        table = table.replace_schema_metadata({"seconds": f"{time.perf_counter() - t1:.3f}"})
         storage.write_table(table, storage.join(tmp, "part-00000.parquet"))
     statuses = Counter(table.column("status").to_pylist())
     scores = [s for s in table.column("score").to_pylist() if s is not None]

@@ -26,17 +26,23 @@ from deepgen.synth.presets import PRESETS, render_preset
     help="FF++ compression folders to write (repeatable; default c23).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous synth tree at --out.")
-def synth(preset, out, videos, seed, frames, size, compressions, overwrite) -> None:
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+def synth(preset, out, videos, seed, frames, size, compressions, overwrite, quiet) -> None:
     """Render PRESET's dataset tree (real layout) plus deepgen_groundtruth.json under OUT."""
-    render_preset(
-        preset,
-        out,
-        videos=videos,
-        seed=seed,
-        frames=frames,
-        size=size,
-        compressions=tuple(compressions) or ("c23",),
-        overwrite=overwrite,
-        log=click.echo,
-    )
+    compressions = tuple(compressions) or ("c23",)
+    render_with_progress(preset, out, videos=videos, seed=seed, frames=frames, size=size,
+                         compressions=compressions, overwrite=overwrite, log=click.echo, quiet=quiet)
     click.echo(f"wrote {preset} tree to {out}")
+
+
+def render_with_progress(preset: str, out: str, videos: int = 20, quiet: bool = False, **kwargs) -> str:
+    """:func:`render_preset` with a progress line per rendered video (every 5 s) on stderr, unless ``quiet``."""
+    from deepgen.progress import Progress
+    from deepgen.synth.encode import on_media_written
+
+    copies = len(kwargs.get("compressions") or ("c23",)) if preset == "ffpp" else 1
+    with Progress(max(1, videos * copies), "synth", quiet=quiet, unit="videos") as progress:
+        with on_media_written(progress.update):
+            result = render_preset(preset, out, videos=videos, **kwargs)
+        progress.total = progress.done  # videos is approximate: the final line counts what was written
+    return result

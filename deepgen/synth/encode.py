@@ -14,6 +14,8 @@ import gzip
 import io
 import os
 import tarfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import av
 import cv2
@@ -22,6 +24,24 @@ import numpy as np
 CRF = {"raw": 0, "c0": 0, "c23": 23, "c40": 40}
 # mbtree off: its lookahead made the output differ between runs on identical frames (measured)
 X264_OPTIONS = {"preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+
+
+_ON_WRITTEN: list[Callable[[int], None]] = []  # progress hooks: called with the media items just written
+
+
+@contextmanager
+def on_media_written(callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback(n)`` after each video (n = 1) or frame archive (n = its sequences) is written."""
+    _ON_WRITTEN.append(callback)
+    try:
+        yield
+    finally:
+        _ON_WRITTEN.remove(callback)
+
+
+def _written(n: int) -> None:
+    for callback in list(_ON_WRITTEN):
+        callback(n)
 
 
 def write_mp4(path: str, frames: np.ndarray, fps: float = 12.0, crf: int = 23) -> None:
@@ -41,6 +61,7 @@ def write_mp4(path: str, frames: np.ndarray, fps: float = 12.0, crf: int = 23) -
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+    _written(1)
 
 
 def _yuv_frame(rgb: np.ndarray) -> av.VideoFrame:
@@ -113,6 +134,7 @@ def write_png_tar(path: str, members: dict[str, np.ndarray]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw.getvalue())
+    _written(len(members))
 
 
 def write_mask_strip(path: str, masks: np.ndarray) -> None:

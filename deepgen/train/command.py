@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import contextmanager
 
 import click
+
+
+@contextmanager
+def one_line_warnings():
+    """Show warnings as one ``warning: ...`` line on stderr (no file and source line)."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 @click.command("train")
@@ -17,14 +34,16 @@ import click
 @click.option("--cpus-per-worker", default=1.0, show_default=True, type=float, help="CPUs reserved per worker.")
 @click.option("--epochs", default=None, type=int, help="Override the recipe's epochs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+@click.option("--quiet", is_flag=True, help="No per-epoch progress lines on stderr.")
 def train(config: str, faces: tuple[str, ...], out: str, workers: int, address: str | None,
-          cpus_per_worker: float, epochs: int | None, overwrite: bool) -> None:
+          cpus_per_worker: float, epochs: int | None, overwrite: bool, quiet: bool) -> None:
     """Train a deepfake detector (recipe from --config) and write a checkpoint bundle."""
     from deepgen.train.trainer import train as run_train
 
     overrides = {"epochs": epochs} if epochs is not None else None
-    result = run_train(config, list(faces), out, workers=workers, address=address, overrides=overrides,
-                       cpus_per_worker=cpus_per_worker, overwrite=overwrite)
+    with one_line_warnings():
+        result = run_train(config, list(faces), out, workers=workers, address=address, overrides=overrides,
+                           cpus_per_worker=cpus_per_worker, overwrite=overwrite, quiet=quiet)
     metrics = result["metrics"]
     aucs = {k[len("val_auc_"):]: round(v, 4) for k, v in metrics.items() if k.startswith("val_auc_")}
     click.echo(f"epoch {metrics['epoch']} selected: val_mean_auc {metrics['val_mean_auc']:.4f} per dataset "

@@ -7,6 +7,9 @@ perturbations), seeded by (seed, epoch, rank) so runs are reproducible.
 
 from __future__ import annotations
 
+import hashlib
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,6 +26,7 @@ from deepgen.train.config import TrainConfig
 NEEDED = ("image", "label", "dataset", "method", "split")
 OPTIONAL = ("box", "landmarks")
 SBI_METHOD = "sbi"
+VAL_SHARE = 0.1  # share of training identities carved into validation when a table has no usable val split
 
 
 @dataclass
@@ -64,6 +68,10 @@ def read_faces(faces: list[str]) -> pa.Table:
             n, pa.list_(pa.float32()))
         cols["landmarks"] = (t.column("landmarks").cast(pa.list_(pa.float32())) if "landmarks" in t.column_names
                              else pa.nulls(n, pa.list_(pa.float32())))
+        # identity, for carving a validation split that shares no identity with training
+        ident = next((c for c in ("source_id", "media_id") if c in t.column_names), None)
+        cols["source_id"] = (t.column(ident).cast(pa.string()) if ident
+                             else pa.array([f"{uri}#{i}" for i in range(n)], pa.string()))
         tables.append(pa.table(cols))
     return pa.concat_tables(tables)
 
@@ -79,6 +87,8 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
     where = ", ".join(faces)
     train = table.filter(pc.equal(table["split"], "train"))
     val = table.filter(pc.equal(table["split"], "val"))
+    if set(val["label"].to_pylist()) != {0, 1}:
+        train, val = carve_val(train, val, where, cfg.seed)
     if cfg.sbi_only:
         train = train.filter(pc.equal(train["label"], 0))
     if train.num_rows < 2 * cfg.batch_size:
@@ -125,6 +135,43 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
     })
     held_names = sorted(set(held["dataset"].to_pylist())) if heldout else []
     return TrainData(train_tab, val_tab, domains, methods, val_datasets, held_names)
+
+
+def _rank(seed: int, source_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{source_id}".encode()).digest()[:8], "big")
+
+
+def carve_val(train: pa.Table, val: pa.Table, where: str, seed: int) -> tuple[pa.Table, pa.Table]:
+    """Move ``VAL_SHARE`` of the training identities (``source_id``, chosen by a seeded hash) into validation.
+
+    Used when the tables have no validation split with both classes; warns once. Fails with one
+    sentence when the faces hold only one class altogether.
+    """
+    both = pa.concat_tables([train, val])
+    labels = both["label"].to_pylist()
+    for cls, name in ((0, "real"), (1, "fake")):
+        if cls not in labels:
+            raise DeepgenError(f"faces {where} hold no {name} faces at all ({len(labels)} faces, all "
+                               f"{'fake' if cls == 0 else 'real'}); add {name} faces to validate on.")
+    ids = train["source_id"].to_pylist()
+    y = train["label"].to_pylist()
+    ranked = sorted(set(ids), key=lambda s: (_rank(seed, s), s))
+    picked = set(ranked[: max(1, math.ceil(VAL_SHARE * len(ranked)))])
+    have = set(val["label"].to_pylist()) | {lab for i, lab in zip(ids, y) if i in picked}
+    for cls in (0, 1):  # make sure validation sees both classes: add the first-ranked identity with the class
+        if cls not in have:
+            with_cls = {i for i, lab in zip(ids, y) if lab == cls}
+            first = next((s for s in ranked if s in with_cls), None)
+            if first is not None:
+                picked.add(first)
+    mask = pa.array([i in picked for i in ids])
+    moved = train.filter(mask)
+    warnings.warn(
+        f"faces {where} have no validation split with both real and fake faces; validating on "
+        f"{len(picked)} of {len(ranked)} training identities (source_id, {moved.num_rows} faces, seed {seed}).",
+        stacklevel=3,
+    )
+    return train.filter(pc.invert(mask)), pa.concat_tables([val, moved])
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import sys
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +41,63 @@ def _storage(uri: str):
     return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
+def _epoch_progress_class():
+    """A Ray Train ``UserCallback`` (runs in the Train controller) that sends one line per epoch to a queue."""
+    import ray.train
+
+    class EpochProgress(ray.train.UserCallback):
+        def __init__(self, queue, epochs: int):
+            self.queue, self.epochs, self.last = queue, epochs, time.time()
+
+        def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+            m = metrics[0] if metrics else {}
+            now = time.time()
+            loss, auc = float(m.get("train_loss", math.nan)), float(m.get("val_mean_auc", math.nan))
+            line = (f"train: epoch {int(m.get('epoch', -1)) + 1}/{self.epochs} loss {loss:.4f} "
+                    f"val mean AUC {auc:.4f} {now - self.last:.1f}s")
+            self.last = now
+            try:
+                self.queue.put_nowait(line)
+            except Exception:  # progress must never fail a training run
+                pass
+
+    return EpochProgress
+
+
+class _EpochLines:
+    """Driver side of the epoch progress: a queue actor the callback fills, a thread that prints it."""
+
+    def __init__(self, epochs: int, log: Callable[[str], None] | None = None):
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.callback = _epoch_progress_class()(self.queue, epochs)
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                self.log(self.queue.get(timeout=0.5))
+            except Empty:
+                if self.stop.is_set():
+                    return
+            except Exception:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        try:
+            self.queue.shutdown()
+        except Exception:
+            pass
+
+
 def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str]
                     ) -> tuple[float, dict[str, float]]:
     """Temperature minimizing validation NLL, globally and per validation dataset."""
@@ -59,6 +120,7 @@ def train(
     overwrite: bool = False,
     heldout: list[str] | None = None,
     callbacks: list | None = None,
+    quiet: bool = False,
 ) -> dict:
     """Train a detector with ``workers`` Ray Train workers and write ``<out>/bundle`` (checkpoint bundle).
 
@@ -66,7 +128,8 @@ def train(
     Returns the bundle URI, its model id, the selected epoch's metrics and the per-epoch history.
     ``heldout`` faces are validated on every epoch (``heldout_mean_auc``, ``heldout_min_auc``) but
     never trained on, selected on or calibrated on. ``callbacks`` go to Ray Train's RunConfig
-    (e.g. Tune's report callback when a sweep drives the run).
+    (e.g. Tune's report callback when a sweep drives the run). Unless ``quiet``, one line per epoch
+    (loss, validation mean AUC, seconds) goes to stderr.
     """
     import ray
     import ray.train
@@ -74,6 +137,7 @@ def train(
 
     from deepgen.models import create_detector
     from deepgen.models.bundle import reference_stats, save_bundle
+    from deepgen.progress import progress_enabled
     from deepgen.runtime import init_ray
 
     cfg = load_config(config, overrides)  # every user error surfaces here, before Ray starts
@@ -103,6 +167,8 @@ def train(
         "train_rows": data.train.num_rows,
         "threads": max(1, int(cpus_per_worker)),
     }
+    lines = _EpochLines(cfg.epochs) if progress_enabled(quiet) else None
+    callbacks = [*(callbacks or []), *([lines.callback] if lines else [])] or None
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -126,7 +192,11 @@ def train(
             "val": _blocks(data.val, 256),
         },
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        if lines:
+            lines.close()
     if result.error is not None:
         raise result.error
     best = result.get_best_checkpoint("val_mean_auc", "max") or result.checkpoint

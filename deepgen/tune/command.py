@@ -30,14 +30,16 @@ def _fmt(value) -> str:
 @click.option("--workers", type=int, default=None, help="Ray Train workers per trial [default: the sweep file's].")
 @click.option("--address", default=None, help="Ray cluster address (default: an embedded Ray).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted sweep in --out (Tuner.restore).")
+@click.option("--quiet", is_flag=True, help="No per-trial progress lines on stderr.")
 def tune(config: str, faces: tuple[str, ...], heldout: tuple[str, ...], out: str, trials: int,
          objective: str | None, weight: float | None, search: str | None, asha: bool | None, epochs: int | None,
-         workers: int | None, address: str | None, resume: bool) -> None:
+         workers: int | None, address: str | None, resume: bool, quiet: bool) -> None:
     """Sweep lambda_domain, lambda_supcon, lambda_method, lr and sbi_prob; keep the best held-out recipe."""
     from deepgen.tune.sweep import tune_sweep
 
     s = tune_sweep(config, list(faces), list(heldout), out, trials, objective=objective, weight=weight,
-                   search=search, asha=asha, workers=workers, address=address, resume=resume, epochs=epochs)
+                   search=search, asha=asha, workers=workers, address=address, resume=resume, epochs=epochs,
+                   quiet=quiet)
     rows = s["rows"]
     columns = [c for c in rows[0] if c not in ("bundle",)]
     click.echo("  ".join(columns))

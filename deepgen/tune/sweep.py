@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ray import tune as _tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from deepgen import storage
@@ -43,6 +46,32 @@ class ObjectiveReportCallback(TuneReportCallback):
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
+class TrialLines(_tune.Callback):
+    """One progress line per finished (or errored) trial, on the driver's stderr."""
+
+    def __init__(self, trials: int, log: Callable[[str], None] | None = None):
+        self.trials, self.done, self.t0 = trials, 0, time.perf_counter()
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def _line(self, trial, how: str) -> None:
+        self.done += 1
+        r = trial.last_result or {}
+
+        def num(key: str) -> str:
+            v = r.get(key)
+            return "nan" if v is None else f"{float(v):.4f}"
+
+        self.log(f"tune: trial {self.done}/{self.trials} {trial.trial_id} {how} after "
+                 f"{r.get('training_iteration', 0)} epoch(s): objective {num('objective')} (mean AUC "
+                 f"{num('mean_auc')}, min AUC {num('min_auc')}), {time.perf_counter() - self.t0:.0f}s elapsed")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._line(trial, "finished")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._line(trial, "failed")
+
+
 def with_objective(metrics: dict[str, Any], objective: str, weight: float) -> dict[str, Any]:
     """Copy of one epoch's Train metrics with ``mean_auc``/``min_auc`` (held-out) and ``objective``."""
     out = dict(metrics)
@@ -63,7 +92,7 @@ def run_trial(config: dict, *, recipe: dict, epochs: int, faces: list[str], held
     with OrphanReaper():  # frees the CPUs a trial stopped by ASHA may still hold (see deepgen.tune.cleanup)
         train(recipe, faces, storage.join(trials_dir, trial_id), workers=workers,
               overrides={**config, "epochs": epochs}, cpus_per_worker=cpus_per_worker, overwrite=True,
-              heldout=heldout, callbacks=[ObjectiveReportCallback(objective, weight)])
+              heldout=heldout, callbacks=[ObjectiveReportCallback(objective, weight)], quiet=True)
 
 
 def _tune_storage(uri: str):
@@ -121,6 +150,7 @@ def tune_sweep(
     address: str | None = None,
     resume: bool = False,
     epochs: int | None = None,
+    quiet: bool = False,
 ) -> dict:
     """Run (or with ``resume`` continue) a sweep of ``trials`` Train runs; return the best trial and output paths.
 
@@ -129,10 +159,12 @@ def tune_sweep(
     trial is the one with the highest final objective among trials that ran every epoch (ASHA's survivors).
     An existing sweep in ``out`` is never overwritten: pass ``resume=True`` to continue it
     (``Tuner.restore``: finished trials are kept, unfinished and errored ones start again).
+    Unless ``quiet``, one line per finished trial goes to stderr.
     """
     import ray
     from ray import tune
 
+    from deepgen.progress import progress_enabled
     from deepgen.runtime import init_ray
 
     settings = load_settings(config_path, objective=objective, weight=weight, search=search, asha=asha,
@@ -189,6 +221,7 @@ def tune_sweep(
             run_config=tune.RunConfig(
                 name=EXPERIMENT, storage_path=storage_path, storage_filesystem=storage_fs,
                 failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+                callbacks=[TrialLines(trials)] if progress_enabled(quiet) else None,
             ),
         )
     grid = tuner.fit()
