@@ -43,3 +43,18 @@ def quiet_ray_data() -> None:
     # Ray Data reconfigures "ray.data" when it starts, but not its children: silence the warning that the
     # progress bars switched off above are off (deepgen.progress prints the stage's progress instead)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def map_actors(ds, fn, **kwargs):
+    """``ds.map_batches(fn, **kwargs)`` on an actor pool whose actors are not restarted.
+
+    Ray Data restarts dead actors by default, and Ray then logs an error line for every actor
+    (its constructor arguments live in the object store, ray#53727). A dead actor fails the run
+    instead: extraction and nightly rescoring commit chunks that survive it and resume from them.
+    Ray 2.60 has no named parameter for max_restarts, hence the (deprecated) remote-args dict.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        return ds.map_batches(fn, max_restarts=0, **kwargs)

@@ -140,3 +140,14 @@ def atomic_dir(uri: str, overwrite: bool = False) -> Iterator[str]:
     finally:
         if fs.exists(tmp_path):
             fs.rm(tmp_path, recursive=True)
+
+
+def run_storage(uri: str):
+    """Ray Train/Tune ``storage_path`` and ``storage_filesystem`` for a local path or ``s3://`` URI
+    (an fsspec-backed pyarrow filesystem, so endpoints and credentials apply as everywhere else)."""
+    if not is_remote(uri):
+        return os.path.abspath(uri), None
+    import pyarrow.fs as pafs
+
+    fs, path = get_fs(uri)
+    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))

@@ -64,7 +64,7 @@ def test_score_and_evaluate_give_the_same_video_predictions(ray_session, tiny_bu
     from deepgen.models.bundle import read_model_config
     from deepgen.scoring import ScoreConfig, score
 
-    cfg = ScoreConfig(frames=4)
+    cfg = ScoreConfig(frames=4, margin=0.3)
     size = read_model_config(tiny_bundle).image_size  # scoring crops straight to the model's input size
     extract_faces(face_manifest, str(tmp_path / "faces"), frames=cfg.frames, size=size, margin=cfg.margin,
                   detector=cfg.detector)

@@ -18,11 +18,12 @@ import click
 @click.option("--adversarial", is_flag=True, help="Add white-box PGD robustness (1, 2, 4 /255).")
 @click.option("--address", default=None, help="Ray address (ray://… or auto); embedded Ray if unset.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report directory.")
-def evaluate(checkpoints, faces, out, split, mc_passes, subgroups, adversarial, address, overwrite) -> None:
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+def evaluate(checkpoints, faces, out, split, mc_passes, subgroups, adversarial, address, overwrite, quiet) -> None:
     """Evaluate checkpoints on faces tables (no retraining) and write the HTML report."""
     from deepgen.evaluation.run import evaluate as run
 
     m = run(list(checkpoints), list(faces), out, split=split, mc_passes=mc_passes, subgroups=list(subgroups),
-            adversarial=adversarial, address=address, overwrite=overwrite)
+            adversarial=adversarial, address=address, overwrite=overwrite, quiet=quiet)
     click.echo(json.dumps({"report": m["report"], "summary": m["summary"],
                            "per_dataset_auc": {d: r.get("auc") for d, r in m["per_dataset"].items()}}, indent=2))

@@ -49,9 +49,11 @@ class FrameScorer(BundleActor):
 
 
 def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence: bool = False,
-                 batch_size: int = 64, workers: int | None = None) -> pd.DataFrame:
+                 batch_size: int = 64, workers: int | None = None, quiet: bool = False) -> pd.DataFrame:
     """Frame-level outputs of one checkpoint for every row of ``faces`` (Ray Data, actor pool)."""
     import ray
+
+    from deepgen.runtime import map_actors
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = workers or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
@@ -59,11 +61,18 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
     key = ["media_id", "frame_index"] + (["track_id"] if "track_id" in faces.column_names else [])
     cols = faces.select([*key, "image"])
     ds = ray.data.from_arrow([cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)])
-    ds = ds.map_batches(FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
+    ds = map_actors(ds, FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
                                                             "evidence": evidence},
                         batch_size=batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=n), num_gpus=1 if gpus else 0, num_cpus=1)
-    out = pa.concat_tables(list(ds.iter_batches(batch_size=4096, batch_format="pyarrow"))).to_pandas()
+    from deepgen.progress import Progress
+
+    parts = []
+    with Progress(cols.num_rows, "evaluate", quiet=quiet, unit="faces") as progress:
+        for part in ds.iter_batches(batch_size=512, batch_format="pyarrow"):
+            parts.append(part)
+            progress.update(part.num_rows)
+    out = pa.concat_tables(parts).to_pandas()
     meta = faces.drop_columns([c for c in ("image", "box", "landmarks") if c in faces.column_names]).to_pandas()
     # a face is (media, frame, track): two faces of one frame are two rows
     key = [c for c in ("media_id", "frame_index", "track_id") if c in meta.columns]
@@ -98,6 +107,7 @@ def evaluate(
     adversarial: bool = False,
     address: str | None = None,
     overwrite: bool = False,
+    quiet: bool = False,
 ) -> dict:
     """Score every faces table with every checkpoint, compute the cross-dataset protocol, write the report.
 
@@ -125,7 +135,7 @@ def evaluate(
     group_cols = [c for c in (subgroups or []) if c in table.column_names]
     runs = []
     for uri, b in zip(checkpoints, bundles):
-        frames = score_frames(table, uri, mc_passes=mc_passes, evidence=evidence)
+        frames = score_frames(table, uri, mc_passes=mc_passes, evidence=evidence, quiet=quiet)
         videos, feats = video_predictions(frames, b.temperature, group_cols)
         runs.append((uri, b, frames, videos, feats))
     uri, main, frames, videos, feats = runs[0]

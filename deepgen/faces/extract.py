@@ -16,7 +16,6 @@ import json
 import os
 import time
 import uuid
-import warnings
 from collections import Counter
 
 import pyarrow as pa
@@ -130,7 +129,7 @@ def extract_faces(
     import ray
 
     from deepgen.progress import Progress
-    from deepgen.runtime import init_ray
+    from deepgen.runtime import init_ray, map_actors
 
     if detector not in DETECTORS:
         raise DeepgenError(f"detector {detector!r} is unknown; choose one of {', '.join(DETECTORS)}.")
@@ -170,21 +169,9 @@ def extract_faces(
             workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             workers = max(1, min(workers, len(todo)))
             ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), MAX_BLOCKS))
-            with warnings.catch_warnings():
-                # Ray Data restarts dead actors by default, and Ray then logs an error line for every actor
-                # (its constructor arguments live in the object store, ray#53727). A dead actor fails the
-                # run instead; the committed chunks survive it and --resume continues from them. Ray 2.60
-                # has no named parameter for max_restarts, hence the (deprecated) remote-args dict.
-                warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-                ds = ds.map_batches(
-                    ExtractActor,
-                    fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
-                    batch_size=batch_size,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=1,
-                    max_restarts=0,
-                )
+            ds = map_actors(ds, ExtractActor, fn_constructor_kwargs={"cfg": cfg, "faces_dir": faces_dir},
+                            batch_size=batch_size, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
             committer = _ChunkCommitter(partial, chunk_size, done)
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 progress.update(committer.add(batch.to_pylist()))

@@ -6,11 +6,13 @@ import json
 
 import click
 
+from deepgen.faces.detect import DETECTORS
+
 _common = [
     click.option("--checkpoint", "checkpoints", multiple=True, required=True,
                  help="Checkpoint bundle (path or s3://); repeat for an equal-weight ensemble."),
     click.option("--frames", default=32, show_default=True, help="Frames sampled per video."),
-    click.option("--detector", type=click.Choice(["haar", "dlib"]), default="haar", show_default=True),
+    click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
     click.option("--evidence", is_flag=True, help="Add artifact evidence columns (frequency score)."),
     click.option("--model-batch", default=8, show_default=True, help="Media per model call."),

@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from deepgen import storage
+from deepgen.inference import ensemble_model_id
 from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
-from deepgen.scoring.pipeline import ScoreConfig, ensemble_model_id, score_stream
+from deepgen.scoring.pipeline import ScoreConfig, score_stream
 
 
 def rescore(

@@ -7,6 +7,7 @@ as exactly one scores row: bad media become rows with a status and an error.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from deepgen.faces.media import ExtractConfig, extract_media
-from deepgen.inference import EVIDENCE, BundleActor, aggregate_media, ensemble_model_id  # noqa: F401 (re-export)
+from deepgen.inference import EVIDENCE, BundleActor, aggregate_media
 
 # Extra columns beside the scores contract (SCORES_SCHEMA): shift features and provenance.
 EXTRA_SCHEMA = [
@@ -40,8 +41,8 @@ class ScoreConfig:
     """How media are scored: sampling, detection, MC dropout, batching and placement."""
 
     frames: int = 32
-    margin: float = 0.3
-    detector: str = "haar"
+    margin: float | None = None  # None: the margin the bundle's training faces were cropped with (else 0.3)
+    detector: str = "yunet"
     max_side: int = 640
     mc_passes: int = 0  # > 0: MC-dropout predictive entropy and mutual information
     evidence: bool = False  # add artifact evidence columns (frequency score)
@@ -151,13 +152,16 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     """
     import ray
 
+    from deepgen.runtime import map_actors
+
     if not rows:
         return
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 if cfg.use_gpu is None else cfg.use_gpu
-    ecfg = ExtractConfig(frames=cfg.frames, margin=cfg.margin, detector=cfg.detector, max_side=cfg.max_side,
-                         size=_crop_size(checkpoint if isinstance(checkpoint, str) else checkpoint[0]), threads=1)
+    crops = crop_settings(checkpoint if isinstance(checkpoint, str) else checkpoint[0], cfg)
+    ecfg = ExtractConfig(frames=cfg.frames, margin=crops["margin"], align=crops["align"], detector=cfg.detector,
+                         max_side=cfg.max_side, size=crops["size"], threads=1)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
@@ -166,25 +170,31 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
         # a separate model stage (the model is small next to decoding and detection).
         workers = min(cfg.face_workers or cpus, len(items))
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * workers))
-        ds = ds.map_batches(CpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs}, batch_size=1,
+        ds = map_actors(ds, CpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs}, batch_size=1,
                             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
     else:
         model_workers = cfg.model_workers or gpus
         face_workers = cfg.face_workers or max(1, cpus - model_workers)  # one CPU each; the rest feed the GPUs
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * face_workers))
-        ds = ds.map_batches(FaceStage, fn_constructor_kwargs={"cfg": ecfg}, batch_size=1, batch_format="pyarrow",
+        ds = map_actors(ds, FaceStage, fn_constructor_kwargs={"cfg": ecfg}, batch_size=1, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=min(face_workers, len(items))), num_cpus=1)
-        ds = ds.map_batches(ModelStage, fn_constructor_kwargs=model_kwargs, batch_size=cfg.model_batch,
+        ds = map_actors(ds, ModelStage, fn_constructor_kwargs=model_kwargs, batch_size=cfg.model_batch,
                             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=model_workers),
                             num_gpus=1, num_cpus=1)
     yield from ds.iter_batches(batch_size=batch_rows, batch_format="pyarrow")
 
 
-def _crop_size(checkpoint: str) -> int:
-    """Crop straight to the model's input size (read from the bundle config, no weights loaded)."""
+def crop_settings(checkpoint: str, cfg: ScoreConfig) -> dict:
+    """Crop like the model's training faces: its input size, and the margin and alignment its bundle
+    records (``faces.json``); ``cfg.margin`` set explicitly wins over the bundle's."""
+    from deepgen import storage
     from deepgen.models.bundle import read_model_config
 
-    return int(read_model_config(checkpoint).image_size)
+    size = int(read_model_config(checkpoint).image_size)  # crop straight to the input size
+    path = storage.join(checkpoint, "faces.json")
+    faces = json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
+    margin = cfg.margin if cfg.margin is not None else float(faces.get("margin") or 0.3)
+    return {"size": size, "margin": margin, "align": bool(faces.get("align", False))}
 
 
 def finish_rows(rows: list[dict], tables: list[pa.Table]) -> pa.Table:

@@ -6,8 +6,9 @@ import time
 from collections import Counter
 
 from deepgen import storage
+from deepgen.inference import ensemble_model_id
 from deepgen.scoring.inputs import check_allowed, load_media_rows
-from deepgen.scoring.pipeline import ScoreConfig, ensemble_model_id, finish_rows, score_stream
+from deepgen.scoring.pipeline import ScoreConfig, finish_rows, score_stream
 
 
 def score(

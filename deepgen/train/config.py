@@ -34,6 +34,7 @@ class TrainConfig:
     sbi_only: bool = False  # train on reals + pseudo-fakes only (the datasets' fakes are dropped)
     blend_other_prob: float = 0.0  # share of pseudo-fakes blending in another real face (Face X-ray), not itself
     crop_margin: float = 0.3  # margin extraction used; maps frame landmarks/boxes into the crop
+    crop_align: bool = False  # whether extraction aligned the crops (set from the faces' extract.json)
     num_to_keep: int = 2  # checkpoints kept, best by val_mean_auc
     max_failures: int = 2  # worker failures survived by resuming from the last checkpoint
     amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)

@@ -237,7 +237,7 @@ def make_train_batch(batch: dict, cfg: TrainConfig, rng: np.random.Generator, sb
         if labels[i] == 0 and p_sbi > 0 and rng.random() < p_sbi:
             box = batch["box"][i] if "box" in batch else None
             lms = batch["landmarks"][i] if "landmarks" in batch else None
-            crop_box, pts = _crop_geometry(box, lms, img.shape[0], cfg.crop_margin)
+            crop_box, pts = _crop_geometry(box, lms, img.shape[0], cfg.crop_margin, aligned=cfg.crop_align)
             others = reals[reals != i]
             if cfg.blend_other_prob > 0 and len(others) and rng.random() < cfg.blend_other_prob:
                 other = decoded[int(others[rng.integers(len(others))])]

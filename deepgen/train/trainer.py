@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -21,6 +22,7 @@ from deepgen.train.data import build_train_data, check_faces_paths
 from deepgen.train.loop import HISTORY, STATE, VAL_OUTPUTS, model_config_for, train_loop_per_worker
 
 BUNDLE_DIR = "bundle"
+CROP_KEYS = ("detector", "size", "margin", "align")
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -29,16 +31,6 @@ def _blocks(table: pa.Table, rows_per_block: int):
 
     n = max(1, table.num_rows)
     return ray.data.from_arrow([table.slice(i, rows_per_block) for i in range(0, n, rows_per_block)])
-
-
-def _storage(uri: str):
-    """RunConfig storage_path and filesystem for a local path or s3:// URI (via fsspec, so endpoints apply)."""
-    if not storage.is_remote(uri):
-        return os.path.abspath(uri), None
-    import pyarrow.fs as pafs
-
-    fs, path = storage.get_fs(uri)
-    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def _epoch_progress_class():
@@ -108,6 +100,28 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray
     return global_t, {str(k): float(v) for k, v in temps.items()}
 
 
+def crop_settings(faces: list[str]) -> dict | None:
+    """How the training faces were cropped (detector, size, margin, align), from their ``extract.json``.
+
+    None when no table records it (tables written by hand); tables cropped differently fail here.
+    """
+    from deepgen.faces.extract import read_extract_config
+
+    found = {}
+    for uri in faces:
+        cfg = read_extract_config(uri) or (read_extract_config(uri.rstrip("/").rsplit("/", 1)[0])
+                                           if uri.rstrip("/").endswith("/faces") else None)
+        if cfg is not None:
+            found[uri] = {k: cfg.get(k) for k in CROP_KEYS}
+    settings = list(found.values())
+    if any((s["margin"], s["align"]) != (settings[0]["margin"], settings[0]["align"]) for s in settings):
+        a, b = list(found)[0], next(u for u, s in found.items() if (s["margin"], s["align"]) !=
+                                    (settings[0]["margin"], settings[0]["align"]))
+        raise DeepgenError(f"faces {a} and {b} were cropped with different margin or alignment; extract every "
+                           "training table with the same --margin and --align.")
+    return settings[0] if settings else None
+
+
 def train(
     config: str | dict | TrainConfig,
     faces: list[str],
@@ -143,6 +157,9 @@ def train(
     cfg = load_config(config, overrides)  # every user error surfaces here, before Ray starts
     faces = [str(f) for f in faces]
     check_faces_paths(faces)
+    crops = crop_settings(faces)
+    if crops:  # the crops' geometry comes from how they were extracted, not from the recipe
+        cfg = dataclasses.replace(cfg, crop_margin=float(crops["margin"]), crop_align=bool(crops["align"]))
     if workers < 1:
         raise DeepgenError(f"workers is {workers}; use at least one training worker.")
     bundle_uri = storage.join(out, BUNDLE_DIR)
@@ -156,7 +173,7 @@ def train(
     init_ray(address)
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
-    storage_path, storage_fs = _storage(storage.join(out, CHECKPOINTS_DIR))
+    storage_path, storage_fs = storage.run_storage(storage.join(out, CHECKPOINTS_DIR))
     run_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     loop_config = {
         "cfg": cfg.to_dict(),
@@ -247,6 +264,7 @@ def train(
         reference=reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
         datasets=datasets,
         metrics=metrics,
+        extras={"faces": crops} if crops else None,
         overwrite=overwrite,
     )
     return {

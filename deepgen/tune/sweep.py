@@ -95,16 +95,6 @@ def run_trial(config: dict, *, recipe: dict, epochs: int, faces: list[str], held
               heldout=heldout, callbacks=[ObjectiveReportCallback(objective, weight)], quiet=True)
 
 
-def _tune_storage(uri: str):
-    """Tune storage_path and filesystem for a local path or s3:// URI (fsspec-backed, so endpoints apply)."""
-    if not storage.is_remote(uri):
-        return os.path.abspath(uri), None
-    import pyarrow.fs as pafs
-
-    fs, path = storage.get_fs(uri)
-    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
 def _param_space(settings: TuneSettings) -> dict:
     from ray import tune
 
@@ -180,7 +170,7 @@ def tune_sweep(
                                "the path.")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise DeepgenError(f"trials is {trials!r}; ask for at least one trial with --trials N.")
-    storage_path, storage_fs = _tune_storage(storage.join(out, TUNE_DIR))
+    storage_path, storage_fs = storage.run_storage(storage.join(out, TUNE_DIR))
     experiment = storage.join(out, TUNE_DIR, EXPERIMENT)
     started = storage.exists(experiment)
     if started and not resume:
