@@ -32,8 +32,9 @@ PERTURBATIONS = {
 
 
 def prepare_data(out: str, videos: int, frames: int, seed: int, log: Callable[[str], None],
-                 crop_size: int = 160) -> dict[str, str]:
-    """Synth every preset, build its manifest and extract ``crop_size`` faces (reused when already there)."""
+                 crop_size: int = 96, test_videos: int | None = None) -> dict[str, str]:
+    """Synth every preset (``videos`` for the FF++-like one, ``test_videos`` for the others), build its
+    manifest and extract ``crop_size`` faces; a corpus already rendered with the same stamp is reused."""
     from deepgen.datasets import write_manifest
     from deepgen.faces.extract import extract_faces
     from deepgen.storage import table_complete
@@ -41,18 +42,22 @@ def prepare_data(out: str, videos: int, frames: int, seed: int, log: Callable[[s
 
     faces = {}
     for i, preset in enumerate((TRAIN, *TESTS)):
+        n = videos if preset == TRAIN else (test_videos or videos)
         root, fdir = os.path.join(out, "data", preset), os.path.join(out, f"faces-{crop_size}", preset)
-        if not table_complete(fdir):
+        manifest = os.path.join(out, "manifests", f"{preset}.parquet")
+        stamp = {"videos": n, "frames": frames, "seed": seed + 101 * i}
+        fresh = not (os.path.exists(manifest) and _read_stamp(root) == stamp)
+        if fresh or not table_complete(fdir) or _read_stamp(fdir) != stamp:
             t = time.perf_counter()
-            manifest = os.path.join(out, "manifests", f"{preset}.parquet")
-            stamp = {"videos": videos, "frames": frames, "seed": seed + 101 * i}
-            if not (os.path.exists(manifest) and _read_stamp(root) == stamp):  # else reuse the rendered corpus
-                render_preset(preset, root, videos=videos, seed=stamp["seed"], frames=frames, overwrite=True)
+            if fresh:  # else reuse the rendered corpus
+                render_preset(preset, root, videos=n, seed=stamp["seed"], frames=frames, overwrite=True)
                 opts = {"ffpp_root": os.path.join(root, "ffpp_reals")} if preset == "deeperforensics" else {}
                 write_manifest(preset, root, manifest, **opts)
                 with open(os.path.join(root, STAMP), "w") as f:
                     json.dump(stamp, f)
             s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
+            with open(os.path.join(fdir, STAMP), "w") as f:
+                json.dump(stamp, f)
             log(f"  {preset:16s} {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
                 f"({time.perf_counter() - t:.0f}s)")
         faces[preset] = fdir
@@ -67,15 +72,27 @@ def _read_stamp(root: str) -> dict | None:
         return None
 
 
-def _load_eval_crops(faces: dict[str, str]) -> pd.DataFrame:
-    """Decoded crops for evaluation: the training preset's test split, every row of the others."""
+def _eval_crops(faces: dict[str, str], seen: tuple[str, ...] = (TRAIN,)) -> pd.DataFrame:
+    """Decoded crops for evaluation (decoded once, cached): test split of ``seen`` presets, all rows of others."""
+    key = (tuple(sorted(faces.items())), seen)
+    if key not in _CROPS:
+        _CROPS.clear()  # one evaluation set in memory at a time
+        _CROPS[key] = _load_eval_crops(faces, seen)
+    return _CROPS[key]
+
+
+_CROPS: dict = {}
+
+
+def _load_eval_crops(faces: dict[str, str], seen: tuple[str, ...] = (TRAIN,)) -> pd.DataFrame:
+    """Decoded crops for evaluation: the test split of the ``seen`` presets, every row of the others."""
     from deepgen.faces.crop import decode_image
     from deepgen.faces.extract import read_faces
 
     frames = []
     for preset, uri in faces.items():
         t = read_faces(uri).to_pandas()
-        if preset == TRAIN:
+        if preset in seen:
             t = t[t["split"] == "test"]
         t["crop"] = [decode_image(b) for b in t["image"]]
         frames.append(t.drop(columns=["image"]))
@@ -135,76 +152,144 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
     return float(table["auc"].iloc[0])
 
 
-def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, videos: int = 100, frames: int = 8,
-                   epochs: int | None = 60, workers: int = 2, seed: int = 0, backbone: str | None = None,
-                   crop_size: int = 160, image_size: int | None = 128,
-                   log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run the leave-dataset-out benchmark; returns the table (also written under ``out``).
+# ablations of `full`: one component off at a time (same data, budget and seeds)
+ABLATIONS: dict[str, dict] = {
+    "full": {},
+    "-self_blends": {"blend_other_prob": 1.0},  # pseudo-fakes are Face X-ray blends only
+    "-xray_blends": {"blend_other_prob": 0.0},  # pseudo-fakes are self-blends only
+    "-pseudo_fakes": {"sbi_prob": 0.0},
+    "-supcon": {"lambda_supcon": 0.0},
+    "-method_adv": {"lambda_method": 0.0},
+    "-dann": {"lambda_domain": 0.0},
+    "-ema": {"ema_decay": 0.0},
+    "-perturb": {f"perturb.{k}": 0.0 for k in ("jpeg_p", "blur_p", "noise_p", "color_p", "downscale_p")},
+}
+PROTOCOLS = ("a", "b")
 
-    Faces are extracted at ``crop_size`` and every recipe trains at ``image_size`` (None: the
-    recipe's own) for ``epochs`` (None: the recipe's own): at ~70 training videos the blending and
-    resampling traces live in the top octave, which the recipes' 64-pixel default throws away.
+
+def _runs(recipes: tuple[str, ...], ablate: bool) -> list[tuple[str, str, dict]]:
+    """(row name, recipe, overrides) of every model the benchmark trains per seed."""
+    if ablate:
+        return [(name if name == "full" else f"full{name}", "full", o) for name, o in ABLATIONS.items()]
+    return [(r, r, {}) for r in recipes]
+
+
+def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, videos: int = 720,
+                   frames: int = 8, epochs: int | None = 6, workers: int = 2, seed: int = 0,
+                   backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
+                   test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool = False,
+                   log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run the generalization benchmark; returns the table (also written under ``out``).
+
+    Protocol ``a``: train on the FF++-like preset, test on the four others. Protocol ``b``: leave one
+    dataset out over the five presets (train on four, test on the fifth), so the domain adversary
+    has real domains to separate. Every model trains ``seeds`` times (seeds ``seed``..``seed+K-1``)
+    on the same data with the same budget; the table gives mean ± std over them. ``ablate`` trains
+    ``full`` and ``full`` with each generalization component off instead of ``recipes``.
     """
-    from deepgen.evaluation.metrics import compute_metrics
-    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
-    from deepgen.train import train
     from deepgen.train.config import load_config, packaged_recipes
 
     unknown = [r for r in recipes if r not in packaged_recipes()]
     if unknown:
         raise DeepgenError(f"recipe(s) {', '.join(unknown)} have no configs/<name>.yaml; choose from "
                            f"{', '.join(packaged_recipes())}.")
+    if protocol not in PROTOCOLS:
+        raise DeepgenError(f"protocol {protocol!r} is unknown; use a (train FF++-like, test the rest) or b "
+                           "(leave one dataset out).")
     if crop_size < 16:
-        raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (160 by default).")
-    overrides = {"seed": seed, **({"epochs": epochs} if epochs else {}),
-                 **({"model.backbone": backbone} if backbone else {}),
-                 **({"model.image_size": image_size} if image_size else {})}
-    for recipe in recipes:  # a bad override fails now, not after the corpus is rendered and extracted
-        load_config(recipe, overrides)
+        raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (96 by default).")
+    if seeds < 1:
+        raise DeepgenError(f"seeds is {seeds}; train every recipe at least once (--seeds 1 or more).")
+    base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
+            **({"model.image_size": image_size} if image_size else {})}
+    runs = _runs(recipes, ablate)
+    for _, recipe, o in runs:  # a bad override fails now, not after the corpus is rendered and extracted
+        load_config(recipe, {**base, **o})
     t0 = time.perf_counter()
     init_ray(None)
-    log(f"data: {videos} videos per preset, {frames} frames each, {crop_size}-pixel face crops")
-    faces = prepare_data(out, videos, frames, seed, log, crop_size)
-    df = _load_eval_crops(faces)
-    rows, logits, bundles = [], {}, []
-    for recipe in recipes:
-        t = time.perf_counter()
-        res = train(recipe, [faces[TRAIN]], os.path.join(out, "runs", recipe),
-                    workers=workers, overrides=overrides, overwrite=True)
-        bundle = load_bundle(res["bundle"])
-        bundles.append(bundle)
-        scored = score_recipe(bundle, df, seed)
-        logits[recipe] = scored["logits"]
-        rows.append({"recipe": recipe, **scored["row"], "train_s": round(time.perf_counter() - t)})
-        log(f"  {recipe:8s} mean AUC {scored['row']['mean_auc']:.3f}  min AUC {scored['row']['min_auc']:.3f}  "
-            f"({time.perf_counter() - t:.0f}s)")
-    if len(bundles) > 1:
-        from deepgen.evaluation.ensemble import combine_logits
-
-        vids = scored["videos"]
-        z = pd.Series(combine_logits([logits[r].loc[vids.index] for r in recipes],
-                                     temperatures=[b.temperature for b in bundles]), index=vids.index)
-        ens = {d: compute_metrics(g["label"], z.loc[g.index])["auc"] for d, g in vids.groupby("dataset")}
-        unseen = [ens[d] for d in TESTS if d in ens]
-        rows.append({"recipe": "ensemble(" + "+".join(recipes) + ")", **ens, "mean_auc": float(np.mean(unseen)),
-                     "min_auc": float(np.min(unseen))})
-    table = pd.DataFrame(rows)
-    cols = ["recipe", TRAIN, *TESTS, "mean_auc", "min_auc", "ece_in_domain", "worst_group_auc",
-            *[f"auc_{p}" for p in PERTURBATIONS], "auc_pgd2", "train_s"]
-    table = table[[c for c in cols if c in table.columns]]
+    log(f"data: {videos} FF++-like videos, {test_videos} per other preset, {frames} frames each, "
+        f"{crop_size}-pixel face crops; protocol {protocol}, {seeds} seed(s)")
+    faces = prepare_data(out, videos, frames, seed, log, crop_size, test_videos)
+    per_seed = []
+    for k in range(seeds):
+        for name, recipe, o in runs:
+            overrides = {**base, **o, "seed": seed + k}
+            fn = _protocol_a if protocol == "a" else _protocol_b
+            row = fn(out, name, recipe, overrides, faces, workers, seed + k, log)
+            per_seed.append({"recipe": name, "seed": seed + k, **row})
+    raw = pd.DataFrame(per_seed)
+    table = summarize_seeds(raw)
     os.makedirs(out, exist_ok=True)
+    tag = f"{protocol}{'-ablation' if ablate else ''}"
     md = markdown_table(table)
-    with open(os.path.join(out, "table.md"), "w") as f:
+    with open(os.path.join(out, f"table-{tag}.md"), "w") as f:
         f.write(md + "\n")
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"table": table.to_dict("records"), "videos": videos, "frames": frames, "seed": seed,
-                   "epochs": epochs, "backbone": backbone,
-                   "crop_size": crop_size, "image_size": image_size, "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
-    _plot(table, os.path.join(out, "auc_by_dataset.png"))
-    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table.md, results.json, "
-        "auc_by_dataset.png")
+    with open(os.path.join(out, f"results-{tag}.json"), "w") as f:
+        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
+                   "test_videos": test_videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
+                   "epochs": epochs, "backbone": backbone, "crop_size": crop_size, "image_size": image_size,
+                   "protocol": protocol, "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
+    _plot(raw, os.path.join(out, f"auc_by_dataset-{tag}.png"))
+    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, "
+        f"results-{tag}.json, auc_by_dataset-{tag}.png")
     return table
+
+
+def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[str, str], workers: int,
+                seed: int, log: Callable[[str], None]) -> dict:
+    """Train on the FF++-like preset; score its test split and all of the four others."""
+    from deepgen.models.bundle import load_bundle
+    from deepgen.train import train
+
+    t = time.perf_counter()
+    res = train(recipe, [faces[TRAIN]], os.path.join(out, "runs", f"{name}-s{seed}"), workers=workers,
+                overrides=overrides, overwrite=True, quiet=True)
+    scored = score_recipe(load_bundle(res["bundle"]), _eval_crops(faces), seed)["row"]
+    log(f"  {name:18s} seed {seed}: mean AUC {scored['mean_auc']:.3f}  min AUC {scored['min_auc']:.3f}  "
+        f"({time.perf_counter() - t:.0f}s)")
+    return {**scored, "train_s": round(time.perf_counter() - t)}
+
+
+def _protocol_b(out: str, name: str, recipe: str, overrides: dict, faces: dict[str, str], workers: int,
+                seed: int, log: Callable[[str], None]) -> dict:
+    """Leave one dataset out: for each preset, train on the other four and score it."""
+    from deepgen.evaluation.metrics import compute_metrics
+    from deepgen.models.bundle import load_bundle
+    from deepgen.train import train
+
+    t, row = time.perf_counter(), {}
+    for held in faces:
+        res = train(recipe, [f for p, f in faces.items() if p != held],
+                    os.path.join(out, "runs-b", f"{name}-{held}-s{seed}"), workers=workers, overrides=overrides,
+                    overwrite=True, quiet=True)
+        df = _eval_crops({held: faces[held]}, seen=())
+        bundle = load_bundle(res["bundle"])
+        videos = _videos(bundle, list(df["crop"]), df)
+        labels = df.groupby("media_id")["label"].first().loc[videos.index]
+        row[held] = compute_metrics(labels, videos["score"])["auc"]
+    row["mean_auc"], row["min_auc"] = float(np.mean(list(row.values()))), float(np.min(list(row.values())))
+    log(f"  {name:18s} seed {seed}: mean AUC {row['mean_auc']:.3f}  min AUC {row['min_auc']:.3f}  "
+        f"({time.perf_counter() - t:.0f}s)")
+    return {**row, "train_s": round(time.perf_counter() - t)}
+
+
+def summarize_seeds(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per recipe: ``mean ± std`` over its seeds for every numeric column (std 0 with one seed)."""
+    cols = [c for c in raw.columns if c not in ("recipe", "seed")]
+    rows = []
+    for name, g in raw.groupby("recipe", sort=False):
+        row = {"recipe": name, "seeds": len(g)}
+        for c in cols:
+            v = g[c].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            row[c] = f"{v.mean():.3f} ± {v.std():.3f}" if len(v) and c != "train_s" else (
+                f"{v.mean():.0f}" if len(v) else "")
+        rows.append(row)
+    order = ["recipe", "seeds", TRAIN, *TESTS, "mean_auc", "min_auc", "ece_in_domain", "worst_group_auc",
+             *[f"auc_{p}" for p in PERTURBATIONS], "auc_pgd2", "train_s"]
+    table = pd.DataFrame(rows)
+    return table[[c for c in order if c in table.columns]]
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -217,19 +302,22 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _plot(table: pd.DataFrame, path: str) -> None:
+def _plot(raw: pd.DataFrame, path: str) -> None:
+    """Bars of video AUC per dataset and recipe: mean over seeds, the seeds' std as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = [c for c in (TRAIN, *TESTS) if c in table.columns]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(table)
-    for i, r in enumerate(table.to_dict("records")):
-        ax.bar(np.arange(len(sets)) + i * width, [r.get(s, np.nan) for s in sets], width, label=r["recipe"])
+    sets = [c for c in (TRAIN, *TESTS) if c in raw.columns]
+    groups = list(raw.groupby("recipe", sort=False))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / max(1, len(groups))
+    for i, (name, g) in enumerate(groups):
+        ax.bar(np.arange(len(sets)) + i * width, [g[s].mean() for s in sets], width,
+               yerr=[g[s].std(ddof=0) for s in sets], capsize=2, label=name)
     ax.set_xticks(np.arange(len(sets)) + 0.4 - width / 2)
-    ax.set_xticklabels([f"{s}\n(train)" if s == TRAIN else s for s in sets])
+    ax.set_xticklabels(sets)
     ax.set_ylim(0.4, 1.0)
     ax.set_ylabel("video AUC")
     ax.axhline(0.5, color="grey", lw=0.5)

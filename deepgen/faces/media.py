@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
 from deepgen.faces.track import track_faces
@@ -98,6 +99,10 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     faces = []
     carried = {k: row.get(k) for k in CARRIED + tuple(cfg.carry)}
     for t, track_id, d in kept:
+        if cfg.align and cfg.align_passes and d.landmarks is not None and len(d.landmarks) == 5:
+            refined = refine_landmarks(frames[t], d.landmarks, lambda img: det.detect([img])[0], cfg.size,
+                                       cfg.margin, cfg.align_passes)
+            d = d if refined is None else Detection(d.box, d.score, refined)  # stored, so training re-aligns alike
         crop = crop_face(frames[t], d.box, cfg.size, cfg.margin, d.landmarks, cfg.align)
         orig = d.scaled(inv)
         faces.append({
