@@ -175,7 +175,7 @@ def _runs(recipes: tuple[str, ...], ablate: bool) -> list[tuple[str, str, dict]]
 
 
 def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, videos: int = 720,
-                   frames: int = 8, epochs: int | None = 6, workers: int = 2, seed: int = 0,
+                   frames: int = 4, epochs: int | None = None, workers: int = 2, seed: int = 0,
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
                    test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool = False,
                    log: Callable[[str], None] = print) -> pd.DataFrame:

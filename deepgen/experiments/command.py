@@ -26,18 +26,25 @@ def benchmark() -> None:
 @benchmark.command("generalization")
 @click.option("--out", default="bench-out", show_default=True, help="Directory for data, runs, table and plots.")
 @click.option("--recipe", "recipes", multiple=True, default=("erm", "sbi", "dann", "supcon", "full"),
-              show_default=True, help="Recipes (configs/<name>.yaml) to train and compare.")
-@click.option("--videos", default=100, show_default=True, help="Media items per synth preset.")
-@click.option("--frames", default=8, show_default=True, help="Frames per clip (all sampled).")
-@click.option("--epochs", default=60, show_default=True, type=int, help="Every recipe's epochs (0: the recipe's own).")
-@click.option("--crop-size", default=160, show_default=True, help="Side of the extracted face crops.")
-@click.option("--image-size", default=128, show_default=True, help="Every recipe's model input side (0: the recipe's own).")
+              show_default=True, help="Packaged recipes to train and compare.")
+@click.option("--protocol", type=click.Choice(["a", "b"]), default="a", show_default=True,
+              help="a: train FF++-like, test the other four; b: leave one dataset out over all five.")
+@click.option("--seeds", default=1, show_default=True, help="Train every recipe this many times (mean ± std).")
+@click.option("--ablate", is_flag=True, help="Train full and full minus each component instead of --recipe.")
+@click.option("--videos", default=720, show_default=True, help="FF++-like media items (half real sources).")
+@click.option("--test-videos", default=200, show_default=True, help="Media items of every other preset.")
+@click.option("--frames", default=4, show_default=True, help="Frames per clip (all sampled).")
+@click.option("--epochs", default=0, show_default=True, type=int, help="Every recipe's epochs (0: the recipe's own).")
+@click.option("--crop-size", default=96, show_default=True, help="Side of the extracted face crops.")
+@click.option("--image-size", default=0, show_default=True, help="Every recipe's model input side (0: the recipe's own).")
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. resnet10t).")
-def generalization(out, recipes, videos, frames, epochs, workers, seed, backbone, crop_size, image_size) -> None:
-    """Train on the FF++-like preset, test on the four others; recipes side by side."""
+@click.option("--seed", default=0, show_default=True, help="Data seed and the first training seed.")
+@click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. efficientnet_b0).")
+def generalization(out, recipes, protocol, seeds, ablate, videos, test_videos, frames, epochs, crop_size,
+                   image_size, workers, seed, backbone) -> None:
+    """Recipes side by side on datasets they never saw (protocol a or b), seeds and ablations."""
     from deepgen.experiments.benchmark import generalization as run
 
-    run(out, tuple(recipes), videos=videos, frames=frames, epochs=epochs or None, workers=workers, seed=seed,
-        backbone=backbone, crop_size=crop_size, image_size=image_size or None, log=click.echo)
+    run(out, tuple(recipes), videos=videos, test_videos=test_videos, frames=frames, epochs=epochs or None,
+        workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
+        seeds=seeds, protocol=protocol, ablate=ablate, log=click.echo)
