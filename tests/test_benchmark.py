@@ -65,3 +65,18 @@ def test_bad_sizes_fail_before_any_data_is_made(tmp_path, kwargs, match):
     with pytest.raises(DeepgenError, match=match):
         generalization(str(tmp_path / "out"), recipes=("erm",), **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_seeds_summarize_as_mean_and_std_and_ablations_turn_one_component_off():
+    from deepgen.experiments.benchmark import _runs, summarize_seeds
+
+    raw = pd.DataFrame([{"recipe": "erm", "seed": s, "mean_auc": v, "train_s": 10.0 + s}
+                        for s, v in enumerate((0.7, 0.8, 0.9))] + [{"recipe": "full", "seed": 0, "mean_auc": 0.5,
+                                                                     "train_s": 5.0}])
+    table = summarize_seeds(raw).set_index("recipe")
+    assert table.loc["erm", "mean_auc"] == f"0.800 ± {np.std([0.7, 0.8, 0.9]):.3f}" and table.loc["erm", "seeds"] == 3
+    assert table.loc["full", "mean_auc"] == "0.500 ± 0.000" and table.loc["erm", "train_s"] == "11"
+    runs = {name: o for name, _, o in _runs(("erm",), ablate=True, protocol="a")}
+    assert runs["full"] == {} and runs["full-ema"] == {"ema_decay": 0.0} and "full-dann" not in runs
+    assert "full-dann" in {name for name, _, _ in _runs(("erm",), ablate=True, protocol="b")}
+    assert all(len(o) >= 1 for name, o in runs.items() if name != "full")

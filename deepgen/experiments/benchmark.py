@@ -108,8 +108,9 @@ def _videos(bundle, crops: list[np.ndarray], df: pd.DataFrame) -> pd.DataFrame:
     return aggregate_media(frames, bundle.temperature).set_index("media_id")
 
 
-def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
-    """Per-dataset video AUC, mean/min over unseen, in-domain ECE, perturbation, PGD, worst-group AUC."""
+def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = True) -> dict:
+    """Per-dataset video AUC, mean/min over unseen, in-domain ECE, worst-group AUC and, with
+    ``robustness``, AUC under the perturbations and white-box PGD."""
     from deepgen.evaluation.calibration import expected_calibration_error
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.subgroups import subgroup_metrics
@@ -133,6 +134,8 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0) -> dict:
     if "group" in pool:
         sg = subgroup_metrics(pool, "group", min_count=5)["summary"]
         row["worst_group_auc"] = float(sg["worst_auc"].iloc[0]) if len(sg) else float("nan")
+    if not robustness:
+        return {"row": row, "logits": videos["logit"], "videos": videos}
     rng = np.random.default_rng(seed)
     unseen_rows = df["dataset"].isin(TESTS).to_numpy()
     for name, fn in PERTURBATIONS.items():
@@ -160,17 +163,18 @@ ABLATIONS: dict[str, dict] = {
     "-pseudo_fakes": {"sbi_prob": 0.0},
     "-supcon": {"lambda_supcon": 0.0},
     "-method_adv": {"lambda_method": 0.0},
-    "-dann": {"lambda_domain": 0.0},
+    "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
     "-ema": {"ema_decay": 0.0},
     "-perturb": {f"perturb.{k}": 0.0 for k in ("jpeg_p", "blur_p", "noise_p", "color_p", "downscale_p")},
 }
 PROTOCOLS = ("a", "b")
 
 
-def _runs(recipes: tuple[str, ...], ablate: bool) -> list[tuple[str, str, dict]]:
+def _runs(recipes: tuple[str, ...], ablate: bool, protocol: str = "a") -> list[tuple[str, str, dict]]:
     """(row name, recipe, overrides) of every model the benchmark trains per seed."""
     if ablate:
-        return [(name if name == "full" else f"full{name}", "full", o) for name, o in ABLATIONS.items()]
+        return [(name if name == "full" else f"full{name}", "full", o) for name, o in ABLATIONS.items()
+                if not (protocol == "a" and name == "-dann")]
     return [(r, r, {}) for r in recipes]
 
 
@@ -203,7 +207,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         raise DeepgenError(f"seeds is {seeds}; train every recipe at least once (--seeds 1 or more).")
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
             **({"model.image_size": image_size} if image_size else {})}
-    runs = _runs(recipes, ablate)
+    runs = _runs(recipes, ablate, protocol)
     for _, recipe, o in runs:  # a bad override fails now, not after the corpus is rendered and extracted
         load_config(recipe, {**base, **o})
     t0 = time.perf_counter()
@@ -215,8 +219,10 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     for k in range(seeds):
         for name, recipe, o in runs:
             overrides = {**base, **o, "seed": seed + k}
-            fn = _protocol_a if protocol == "a" else _protocol_b
-            row = fn(out, name, recipe, overrides, faces, workers, seed + k, log)
+            if protocol == "a":  # the ablation compares AUCs only: no robustness passes
+                row = _protocol_a(out, name, recipe, overrides, faces, workers, seed + k, log, robust=not ablate)
+            else:
+                row = _protocol_b(out, name, recipe, overrides, faces, workers, seed + k, log)
             per_seed.append({"recipe": name, "seed": seed + k, **row})
     raw = pd.DataFrame(per_seed)
     table = summarize_seeds(raw)
@@ -237,7 +243,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
 
 
 def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[str, str], workers: int,
-                seed: int, log: Callable[[str], None]) -> dict:
+                seed: int, log: Callable[[str], None], robust: bool = True) -> dict:
     """Train on the FF++-like preset; score its test split and all of the four others."""
     from deepgen.models.bundle import load_bundle
     from deepgen.train import train
@@ -245,7 +251,7 @@ def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
     t = time.perf_counter()
     res = train(recipe, [faces[TRAIN]], os.path.join(out, "runs", f"{name}-s{seed}"), workers=workers,
                 overrides=overrides, overwrite=True, quiet=True)
-    scored = score_recipe(load_bundle(res["bundle"]), _eval_crops(faces), seed)["row"]
+    scored = score_recipe(load_bundle(res["bundle"]), _eval_crops(faces), seed, robustness=robust)["row"]
     log(f"  {name:18s} seed {seed}: mean AUC {scored['mean_auc']:.3f}  min AUC {scored['min_auc']:.3f}  "
         f"({time.perf_counter() - t:.0f}s)")
     return {**scored, "train_s": round(time.perf_counter() - t)}

@@ -11,11 +11,12 @@ import click
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
-def demo(out, quick, workers, seed, overwrite) -> None:
+@click.option("--recipe", default="full", show_default=True, help="Packaged recipe to train.")
+def demo(out, quick, workers, seed, overwrite, recipe) -> None:
     """Synth -> manifest -> extract -> train -> evaluate -> score, with a summary table."""
     from deepgen.experiments.demo import demo as run
 
-    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, log=click.echo)
+    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, log=click.echo)
 
 
 @click.group("benchmark")
