@@ -160,7 +160,6 @@ ABLATIONS: dict[str, dict] = {
     "full": {},
     "-self_blends": {"blend_other_prob": 1.0},  # pseudo-fakes are Face X-ray blends only
     "-xray_blends": {"blend_other_prob": 0.0},  # pseudo-fakes are self-blends only
-    "-pseudo_fakes": {"sbi_prob": 0.0},
     "-supcon": {"lambda_supcon": 0.0},
     "-method_adv": {"lambda_method": 0.0},
     "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
