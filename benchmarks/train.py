@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--config", default="full")
     parser.add_argument("--faces-per-class", type=int, default=800)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=0, help="model input side (0: the recipe's own)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -75,7 +75,7 @@ def main() -> None:
     from deepgen.train import load_config, train
     from deepgen.train.data import build_train_data
 
-    overrides = {"epochs": args.epochs, "model.image_size": args.image_size}
+    overrides = {"epochs": args.epochs, **({"model.image_size": args.image_size} if args.image_size else {})}
     cfg = load_config(args.config, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         faces = write_toy_faces(os.path.join(tmp, "faces.parquet"), n_per_class=args.faces_per_class, seed=0)
