@@ -35,6 +35,7 @@ class FrameScorer(BundleActor):
         images = [decode_image(b) for b in batch.column("image").to_pylist()]
         out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
         cols = {
+            "_row": batch.column("_row"),
             "media_id": batch.column("media_id"),
             "frame_index": batch.column("frame_index"),
             "logit": pa.array(out["logit"], pa.float64()),
@@ -58,8 +59,9 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = workers or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
     # blocks cut on the driver: no upstream tasks compete with the actor pool for CPUs
-    key = ["media_id", "frame_index"] + (["track_id"] if "track_id" in faces.column_names else [])
-    cols = faces.select([*key, "image"])
+    # a face is one row (two faces of one frame are two rows): its row number joins outputs to it
+    cols = faces.select(["media_id", "frame_index", "image"]).append_column(
+        "_row", pa.array(np.arange(faces.num_rows), pa.int64()))
     ds = ray.data.from_arrow([cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)])
     ds = map_actors(ds, FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
                                                             "evidence": evidence},
@@ -74,12 +76,9 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
             progress.update(part.num_rows)
     out = pa.concat_tables(parts).to_pandas()
     meta = faces.drop_columns([c for c in ("image", "box", "landmarks") if c in faces.column_names]).to_pandas()
-    # a face is (media, frame, track): two faces of one frame are two rows
-    key = [c for c in ("media_id", "frame_index", "track_id") if c in meta.columns]
-    out = out.assign(_row=out.groupby(["media_id", "frame_index"]).cumcount())
-    meta = meta.assign(_row=meta.groupby(["media_id", "frame_index"]).cumcount())
-    return meta.merge(out.drop(columns=[c for c in ("track_id",) if c in out.columns]),
-                      on=["media_id", "frame_index", "_row"], how="inner", validate="one_to_one").drop(columns="_row")
+    meta = meta.assign(_row=np.arange(len(meta)))
+    return meta.merge(out.drop(columns=["media_id", "frame_index"]), on="_row", how="inner",
+                      validate="one_to_one").drop(columns="_row")
 
 
 def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
