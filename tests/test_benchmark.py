@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from deepgen.experiments.benchmark import (
     score_recipe,
 )
 from deepgen.models.bundle import load_bundle
+from deepgen.train.config import load_config
 
 
 def _crops(videos_per_set: int = 8, frames: int = 2) -> pd.DataFrame:
@@ -59,6 +62,7 @@ def test_unknown_recipe_is_one_sentence(tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"image_size": 8}, r"model.image_size is 8; use at least 16 pixels"),
+    ({"ablate": ("-nope",)}, r"ablation\(s\) -nope are unknown; choose from full, \+self_blends"),
     ({"crop_size": 8}, r"crop size 8 is too small for a face; use --crop-size 16 or more"),
 ])
 def test_bad_sizes_fail_before_any_data_is_made(tmp_path, kwargs, match):
@@ -80,3 +84,34 @@ def test_seeds_summarize_as_mean_and_std_and_ablations_turn_one_component_off():
     assert runs["full"] == {} and runs["full-ema"] == {"ema_decay": 0.0} and "full-dann" not in runs
     assert "full-dann" in {name for name, _, _ in _runs(("erm",), ablate=True, protocol="b")}
     assert all(len(o) >= 1 for name, o in runs.items() if name != "full")
+    assert runs["full+self_blends"] == {"blend_other_prob": 0.7} and runs["full-xray_blends"] == {"sbi_prob": 0.0}
+    for o in runs.values():  # every row is a valid recipe
+        load_config("full", o)
+    picked = _runs(("erm",), ablate=("+strong_perturb",), protocol="a")
+    assert [name for name, _, _ in picked] == ["full", "full+strong_perturb"]
+
+
+def test_seeded_runs_are_reused_only_for_the_same_resolved_recipe(tmp_path, monkeypatch):
+    import deepgen.experiments.benchmark as bench
+    import deepgen.models.bundle
+    import deepgen.train
+
+    calls = []
+
+    def fake_train(recipe, faces, run, **kw):
+        calls.append(kw["overrides"])
+        (tmp_path / "runs").mkdir(exist_ok=True)
+        os.makedirs(run, exist_ok=True)
+        return {"bundle": run}
+
+    monkeypatch.setattr(deepgen.train, "train", fake_train)
+    monkeypatch.setattr(deepgen.models.bundle, "load_bundle", lambda uri: None)
+    monkeypatch.setattr(bench, "_eval_crops", lambda faces: None)
+    monkeypatch.setattr(bench, "score_recipe", lambda b, df, seed, robustness: {"row": {"mean_auc": 0.5, "min_auc": 0.4}})
+    faces = {TRAIN: str(tmp_path / "faces")}
+    args = (str(tmp_path), "full", "full", {"seed": 0}, faces, 1, 0, lambda msg: None)
+    first = bench._protocol_a(*args)
+    again = bench._protocol_a(*args)  # same recipe, overrides and data: the stored row, no training
+    assert len(calls) == 1 and again == first
+    bench._protocol_a(str(tmp_path), "full", "full", {"seed": 0, "lambda_supcon": 0.0}, faces, 1, 0, lambda m: None)
+    assert len(calls) == 2  # another resolved recipe trains again

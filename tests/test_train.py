@@ -43,7 +43,8 @@ def test_recipes_load():
         cfg = load_config(name)
         assert cfg.name == name
     full = load_config("full")
-    assert min(full.lambda_domain, full.lambda_supcon, full.lambda_method, full.sbi_prob) > 0
+    assert min(full.lambda_domain, full.lambda_supcon, full.lambda_method, full.sbi_prob, full.ema_decay) > 0
+    assert full.blend_other_prob == 1.0  # self-blends dropped after the ablation (README)
     assert full.perturb.jpeg_p > 0 and full.perturb.jpeg_quality == (40, 95)
 
 
@@ -181,3 +182,24 @@ def test_weight_average_is_an_ema_of_weights_and_buffers():
     assert torch.allclose(ema.module[0].weight, w0 + 2.0, atol=1e-4)
     with pytest.raises(DeepgenError, match=r"ema_decay is 1.0; use 0 \(off\) or a decay in \(0, 1\)"):
         load_config({"ema_decay": 1.0})
+
+
+def test_temperature_is_fitted_on_video_logits_as_inference_scores_them():
+    import pandas as pd
+
+    from deepgen.evaluation.calibration import fit_temperature
+    from deepgen.inference import aggregate_media
+    from deepgen.train.trainer import fit_calibration
+
+    rng = np.random.default_rng(0)
+    videos = np.repeat(np.arange(60), 4)
+    tracks = np.tile([0, 0, 1, 1], 60)
+    labels = (videos % 2).astype(np.int64)
+    logits = (2.0 * labels - 1.0) + rng.normal(0, 3.0, len(videos))  # noisy frames, steadier videos
+    datasets = np.zeros(len(videos), np.int64)
+    agg = aggregate_media(pd.DataFrame({"media_id": videos, "track_id": tracks, "logit": logits}), 1.0)
+    expected = fit_temperature(agg["logit"], np.arange(60) % 2)
+    t_video, per_domain = fit_calibration(logits, labels, datasets, ["ffpp"], videos, tracks)
+    t_frame, _ = fit_calibration(logits, labels, datasets, ["ffpp"])
+    assert t_video == pytest.approx(expected) and per_domain["ffpp"] == pytest.approx(expected)
+    assert abs(t_video - t_frame) > 0.1  # the frame-level fit is a different (worse-matched) temperature

@@ -111,7 +111,7 @@ def _videos(bundle, crops: list[np.ndarray], df: pd.DataFrame) -> pd.DataFrame:
 def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = True) -> dict:
     """Per-dataset video AUC, mean/min over unseen, in-domain ECE, worst-group AUC and, with
     ``robustness``, AUC under the perturbations and white-box PGD."""
-    from deepgen.evaluation.calibration import expected_calibration_error
+    from deepgen.evaluation.calibration import expected_calibration_error, sigmoid
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.subgroups import subgroup_metrics
 
@@ -129,6 +129,9 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = Tru
     row["mean_auc"], row["min_auc"] = float(np.mean(unseen)), float(np.min(unseen))
     ind = videos[videos["dataset"] == TRAIN]
     row["ece_in_domain"] = expected_calibration_error(ind["label"], ind["score"]) if len(ind) else float("nan")
+    frame_t = bundle.metrics.get("frame_temperature")  # the temperature fitted on frames, for comparison
+    row["ece_frame_t"] = (expected_calibration_error(ind["label"], sigmoid(ind["logit"].to_numpy() / frame_t))
+                          if len(ind) and frame_t else float("nan"))
     pool = videos[videos["dataset"].isin(TESTS)]
     row["worst_group_auc"] = float("nan")  # skin-tone groups come from the synth sidecar
     if "group" in pool:
@@ -155,32 +158,43 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
     return float(table["auc"].iloc[0])
 
 
-# ablations of `full`: one component off at a time (same data, budget and seeds)
+# ablations of `full`: one component switched at a time (same data, budget and seeds); "-" takes a
+# component of `full` out, "+" adds one that `full` does not have (README, "Ablation")
 ABLATIONS: dict[str, dict] = {
     "full": {},
-    "-self_blends": {"blend_other_prob": 1.0},  # pseudo-fakes are Face X-ray blends only
-    "-xray_blends": {"blend_other_prob": 0.0},  # pseudo-fakes are self-blends only
+    "+self_blends": {"blend_other_prob": 0.7},  # 30% of pseudo-fakes self-blended (SBI): `full` until now
+    "-xray_blends": {"sbi_prob": 0.0},  # no pseudo-fakes at all
     "-supcon": {"lambda_supcon": 0.0},
     "-method_adv": {"lambda_method": 0.0},
+    "-supcon-method_adv": {"lambda_supcon": 0.0, "lambda_method": 0.0},
     "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
     "-ema": {"ema_decay": 0.0},
     "-perturb": {f"perturb.{k}": 0.0 for k in ("jpeg_p", "blur_p", "noise_p", "color_p", "downscale_p")},
+    "+strong_perturb": {  # perturbation ranges that span the benchmark's corruptions, twice as often
+        "perturb.jpeg_quality": [25, 95], "perturb.blur_p": 0.3, "perturb.blur_sigma": [0.3, 2.0],
+        "perturb.noise_p": 0.3, "perturb.noise_std": [2.0, 12.0], "perturb.downscale_p": 0.3,
+        "perturb.downscale_factor": [0.4, 0.9]},
 }
 PROTOCOLS = ("a", "b")
 
 
-def _runs(recipes: tuple[str, ...], ablate: bool, protocol: str = "a") -> list[tuple[str, str, dict]]:
-    """(row name, recipe, overrides) of every model the benchmark trains per seed."""
+def _runs(recipes: tuple[str, ...], ablate: bool | tuple[str, ...], protocol: str = "a"
+          ) -> list[tuple[str, str, dict]]:
+    """(row name, recipe, overrides) of every model the benchmark trains per seed.
+
+    ``ablate``: True for every ablation, or the names of those to run (``full`` always runs with them).
+    """
     if ablate:
+        chosen = set(ABLATIONS) if ablate is True else {"full", *ablate}
         return [(name if name == "full" else f"full{name}", "full", o) for name, o in ABLATIONS.items()
-                if not (protocol == "a" and name == "-dann")]
+                if name in chosen and not (protocol == "a" and name == "-dann")]
     return [(r, r, {}) for r in recipes]
 
 
 def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, videos: int = 720,
                    frames: int = 4, epochs: int | None = None, workers: int = 2, seed: int = 0,
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
-                   test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool = False,
+                   test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool | tuple[str, ...] = False,
                    log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the generalization benchmark; returns the table (also written under ``out``).
 
@@ -188,7 +202,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     dataset out over the five presets (train on four, test on the fifth), so the domain adversary
     has real domains to separate. Every model trains ``seeds`` times (seeds ``seed``..``seed+K-1``)
     on the same data with the same budget; the table gives mean ± std over them. ``ablate`` trains
-    ``full`` and ``full`` with each generalization component off instead of ``recipes``.
+    ``full`` and ``full`` with each generalization component switched instead of ``recipes`` (True:
+    every row of ``ABLATIONS``; a tuple: those rows).
     """
     from deepgen.runtime import init_ray
     from deepgen.train.config import load_config, packaged_recipes
@@ -202,6 +217,9 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                            "(leave one dataset out).")
     if crop_size < 16:
         raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (96 by default).")
+    bad = [] if isinstance(ablate, bool) else [a for a in ablate if a not in ABLATIONS]
+    if bad:
+        raise DeepgenError(f"ablation(s) {', '.join(bad)} are unknown; choose from {', '.join(ABLATIONS)}.")
     if seeds < 1:
         raise DeepgenError(f"seeds is {seeds}; train every recipe at least once (--seeds 1 or more).")
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
@@ -218,8 +236,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     for k in range(seeds):
         for name, recipe, o in runs:
             overrides = {**base, **o, "seed": seed + k}
-            if protocol == "a":  # the ablation compares AUCs only: no robustness passes
-                row = _protocol_a(out, name, recipe, overrides, faces, workers, seed + k, log, robust=not ablate)
+            if protocol == "a":
+                row = _protocol_a(out, name, recipe, overrides, faces, workers, seed + k, log)
             else:
                 row = _protocol_b(out, name, recipe, overrides, faces, workers, seed + k, log)
             per_seed.append({"recipe": name, "seed": seed + k, **row})
@@ -246,9 +264,12 @@ def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
     """Train on the FF++-like preset; score its test split and all of the four others."""
     from deepgen.models.bundle import load_bundle
     from deepgen.train import train
+    from deepgen.train.config import load_config
 
     t, run = time.perf_counter(), os.path.join(out, "runs", f"{name}-s{seed}")
-    key = {"recipe": recipe, "overrides": overrides, "faces": faces[TRAIN]}
+    # the resolved recipe, so a changed recipe file retrains instead of reusing an older model's row
+    key = {"recipe": recipe, "config": load_config(recipe, overrides).to_dict(), "faces": faces[TRAIN]}
+    key = json.loads(json.dumps(key, default=float))  # as stored (tuples become lists)
     cached = _read_stamp(run)  # the same model trained and scored before (runs are seeded): reuse its row
     if cached and cached.get("key") == key and (cached.get("robust") or not robust):
         log(f"  {name:18s} seed {seed}: reused from {run}")
@@ -298,7 +319,7 @@ def summarize_seeds(raw: pd.DataFrame) -> pd.DataFrame:
             row[c] = f"{v.mean():.3f} ± {v.std():.3f}" if len(v) and c != "train_s" else (
                 f"{v.mean():.0f}" if len(v) else "")
         rows.append(row)
-    order = ["recipe", "seeds", TRAIN, *TESTS, "mean_auc", "min_auc", "ece_in_domain", "worst_group_auc",
+    order = ["recipe", "seeds", TRAIN, *TESTS, "mean_auc", "min_auc", "ece_in_domain", "ece_frame_t", "worst_group_auc",
              *[f"auc_{p}" for p in PERTURBATIONS], "auc_pgd2", "train_s"]
     table = pd.DataFrame(rows)
     return table[[c for c in order if c in table.columns]]

@@ -31,7 +31,9 @@ def benchmark() -> None:
 @click.option("--protocol", type=click.Choice(["a", "b"]), default="a", show_default=True,
               help="a: train FF++-like, test the other four; b: leave one dataset out over all five.")
 @click.option("--seeds", default=1, show_default=True, help="Train every recipe this many times (mean ± std).")
-@click.option("--ablate", is_flag=True, help="Train full and full minus each component instead of --recipe.")
+@click.option("--ablate", is_flag=True, help="Train full and full with each component switched, instead of --recipe.")
+@click.option("--ablation", "ablations", multiple=True,
+              help="Only this ablation row (with full), e.g. -strong_perturb; repeatable; implies --ablate.")
 @click.option("--videos", default=720, show_default=True, help="FF++-like media items (half real sources).")
 @click.option("--test-videos", default=200, show_default=True, help="Media items of every other preset.")
 @click.option("--frames", default=4, show_default=True, help="Frames per clip (all sampled).")
@@ -41,11 +43,11 @@ def benchmark() -> None:
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
 @click.option("--seed", default=0, show_default=True, help="Data seed and the first training seed.")
 @click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. efficientnet_b0).")
-def generalization(out, recipes, protocol, seeds, ablate, videos, test_videos, frames, epochs, crop_size,
+def generalization(out, recipes, protocol, seeds, ablate, ablations, videos, test_videos, frames, epochs, crop_size,
                    image_size, workers, seed, backbone) -> None:
     """Recipes side by side on datasets they never saw (protocol a or b), seeds and ablations."""
     from deepgen.experiments.benchmark import generalization as run
 
     run(out, tuple(recipes), videos=videos, test_videos=test_videos, frames=frames, epochs=epochs or None,
         workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
-        seeds=seeds, protocol=protocol, ablate=ablate, log=click.echo)
+        seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, log=click.echo)

@@ -93,29 +93,47 @@ def invert(m: np.ndarray) -> np.ndarray:
     return np.hstack([a, -(a @ m[:, 2])[:, None]])
 
 
+REFINE_SIZE = 224  # landmarks are refined on crops at least this large, whatever the output size
+
+
 def refine_landmarks(frame: np.ndarray, landmarks, detect, size: int = 224, margin: float = 0.3,
-                     passes: int = 2) -> np.ndarray | None:
-    """5 frame-pixel landmarks refined by re-detecting them on the aligned crop ``passes`` times.
+                     passes: int = 8, damping: float = 0.5, tol: float = 2.0) -> np.ndarray | None:
+    """5 frame-pixel landmarks refined by re-detecting them on the aligned crop, up to ``passes`` times.
 
     A detector's landmarks are coarser on a whole frame (the face is small there) than on an
-    upright crop at the template's scale, so each pass aligns, detects again on the crop and maps
-    the crop's landmarks back to the frame. Measured on the 61 real photos (224-px crops, margin
-    0.3): the median eye error on the final crop falls from 5.8 px with one pass to 2.7 px with two.
-    Aligning with the returned landmarks gives the same crop the last pass fitted, so training can
-    rebuild the transform from the stored landmarks. None when the landmarks can't align.
+    upright crop at the template's scale, so each pass aligns, detects again on the crop (at least
+    ``REFINE_SIZE`` pixels) and moves the landmarks ``damping`` of the way to the crop's landmarks
+    mapped back to the frame (a full step oscillates: YuNet's landmarks are whole pixels). Of the
+    crops tried, the one whose re-detected eyes lie closest to the template's wins; a crop with both
+    eyes within ``tol`` pixels ends the search early. Measured on the
+    61 real photos (224-px crops, margin 0.3), share with both eyes within 3 px: 8% unrefined, 54%
+    after two full steps, 100% with up to eight damped passes (median 1.8 px, 95th percentile 2.2 px;
+    4-5 passes a face on average). Aligning with the returned
+    landmarks gives the crop that won, so training can rebuild the transform from the stored
+    landmarks. None when the landmarks can't align.
     """
-    pts = five_points(landmarks)
-    for _ in range(passes):
-        m = alignment_matrix(pts, size, margin)
-        if m is None:
-            return None
-        import cv2
+    import cv2
 
-        crop = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    side = max(int(size), REFINE_SIZE)
+    pts = five_points(landmarks)
+    if alignment_matrix(pts, side, margin) is None:
+        return None
+    eyes = template(side, margin)[:2]
+    centre = np.array([side / 2, side / 2])  # the face the crop was made for sits in its middle
+    best, best_err = pts, np.inf
+    for _ in range(passes):
+        m = alignment_matrix(pts, side, margin)
+        if m is None:
+            break
+        crop = cv2.warpAffine(frame, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         found = [d for d in detect(crop) if d.landmarks is not None and len(d.landmarks) == 5]
         if not found:
             break
-        centre = np.array([size / 2, size / 2])  # the face the crop was made for sits in its middle
-        best = min(found, key=lambda d: np.linalg.norm(np.asarray(d.landmarks, np.float64).mean(0) - centre))
-        pts = apply(invert(m), best.landmarks).astype(np.float32)
-    return pts
+        again = min(found, key=lambda d: np.linalg.norm(np.asarray(d.landmarks, np.float64).mean(0) - centre))
+        err = float(np.linalg.norm(np.asarray(again.landmarks, np.float64)[:2] - eyes, axis=1).max())
+        if err < best_err:
+            best, best_err = pts, err
+        if best_err <= tol:
+            break
+        pts = (pts + damping * (apply(invert(m), again.landmarks) - pts)).astype(np.float32)
+    return best

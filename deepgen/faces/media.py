@@ -32,7 +32,7 @@ class ExtractConfig:
     image_format: str = "jpeg"
     quality: int = 95
     align: bool = False  # warp crops onto the 5-point ArcFace template (deepgen.faces.align)
-    align_passes: int = 2  # with align: re-detect the 5 landmarks on the aligned crop this many times
+    align_passes: int = 8  # with align: re-detect the 5 landmarks on the aligned crop up to this many times
     predictor_path: str | None = None
     detect_batch: int = 8
     size_hints: bool = True  # main-track mode: search near the last face's size first

@@ -34,7 +34,7 @@ class TrainData:
     """Train and validation rows plus the domain and method vocabularies of the heads."""
 
     train: pa.Table  # image, label, domain, method, box, landmarks
-    val: pa.Table  # image, label, domain, dataset
+    val: pa.Table  # image, label, dataset, video, track (video: index of the face's media item)
     domains: list[str]  # training datasets, index = domain label
     methods: list[str]  # fake methods seen in training (plus "sbi"), index = method label
     val_datasets: list[str]  # every validation dataset, held-out ones included
@@ -72,6 +72,12 @@ def read_faces(faces: list[str]) -> pa.Table:
         ident = next((c for c in ("source_id", "media_id") if c in t.column_names), None)
         cols["source_id"] = (t.column(ident).cast(pa.string()) if ident
                              else pa.array([f"{uri}#{i}" for i in range(n)], pa.string()))
+        # the media item and face track of each face, so validation can score videos the way inference does
+        media = (pc.cast(t.column("media_id"), pa.string()) if "media_id" in t.column_names
+                 else pa.array([str(i) for i in range(n)], pa.string()))
+        cols["media_key"] = pc.binary_join_element_wise(pc.cast(cols["dataset"], pa.string()), media, "|")
+        cols["track_id"] = (pc.fill_null(t.column("track_id").cast(pa.int32()), 0) if "track_id" in t.column_names
+                            else pa.array(np.zeros(n, np.int32)))
         tables.append(pa.table(cols))
     return pa.concat_tables(tables)
 
@@ -128,10 +134,13 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
         val = pa.concat_tables([val, held])
     val_datasets = sorted(set(val["dataset"].to_pylist()))
     val_index = {d: i for i, d in enumerate(val_datasets)}
+    _, video = np.unique(np.asarray(val["media_key"].to_pylist(), dtype=object).astype(str), return_inverse=True)
     val_tab = pa.table({
         "image": val["image"],
         "label": val["label"],
         "dataset": pa.array([val_index[d] for d in val["dataset"].to_pylist()], pa.int32()),
+        "video": pa.array(video.astype(np.int32)),
+        "track": val["track_id"],
     })
     held_names = sorted(set(held["dataset"].to_pylist())) if heldout else []
     return TrainData(train_tab, val_tab, domains, methods, val_datasets, held_names)

@@ -161,23 +161,20 @@ def sync_buffers(model) -> None:
 
 
 def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarray]:
-    """Logits, features, labels and dataset ids of this rank's validation shard (the inference path)."""
+    """Logits, features, labels, dataset, video and track ids of this rank's validation shard (the inference path)."""
     from deepgen.inference import model_frame_outputs
 
-    logits, feats, labels, dsets = [], [], [], []
+    cols: dict[str, list] = {k: [] for k in ("logits", "features", "labels", "datasets", "videos", "tracks")}
     for batch in shard.iter_batches(batch_size=max(cfg.batch_size, 64), batch_format="numpy"):
         out = model_frame_outputs(model, [decode_image(b) for b in batch["image"]], str(device))
-        logits.append(out["logit"])
-        feats.append(out["features"])
-        labels.append(batch["label"].astype(np.int64))
-        dsets.append(batch["dataset"].astype(np.int64))
-    d = model.num_features
-    return {
-        "logits": np.concatenate(logits) if logits else np.zeros(0, np.float64),
-        "features": np.concatenate(feats) if feats else np.zeros((0, d), np.float32),
-        "labels": np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        "datasets": np.concatenate(dsets) if dsets else np.zeros(0, np.int64),
-    }
+        cols["logits"].append(out["logit"])
+        cols["features"].append(out["features"])
+        cols["labels"].append(batch["label"].astype(np.int64))
+        cols["datasets"].append(batch["dataset"].astype(np.int64))
+        cols["videos"].append(batch["video"].astype(np.int64))
+        cols["tracks"].append(batch["track"].astype(np.int64))
+    empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32)}
+    return {k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64)) for k, v in cols.items()}
 
 
 def load_resume_state(path: str) -> dict:
@@ -301,9 +298,11 @@ class _Worker:
             labels = np.concatenate([p["labels"] for p in parts])
             dsets = np.concatenate([p["datasets"] for p in parts])
             feats = np.concatenate([p["features"] for p in parts])
+            videos = np.concatenate([p["videos"] for p in parts])
+            tracks = np.concatenate([p["tracks"] for p in parts])
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
-            np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets,
-                     features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+            np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets, videos=videos,
+                     tracks=tracks, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

@@ -19,7 +19,14 @@ from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.train.config import TrainConfig, load_config
 from deepgen.train.data import build_train_data, check_faces_paths
-from deepgen.train.loop import HISTORY, STATE, VAL_OUTPUTS, model_config_for, train_loop_per_worker
+from deepgen.train.loop import (
+    HISTORY,
+    STATE,
+    VAL_OUTPUTS,
+    load_resume_state,
+    model_config_for,
+    train_loop_per_worker,
+)
 
 BUNDLE_DIR = "bundle"
 CROP_KEYS = ("detector", "size", "margin", "align")
@@ -90,14 +97,36 @@ class _EpochLines:
             pass
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str]
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str],
+                    videos: np.ndarray | None = None, tracks: np.ndarray | None = None
                     ) -> tuple[float, dict[str, float]]:
-    """Temperature minimizing validation NLL, globally and per validation dataset."""
+    """Temperature minimizing validation NLL, globally and per validation dataset.
+
+    With ``videos`` (and ``tracks``) the fit is on video logits, aggregated exactly as inference
+    scores a video (max over tracks of the track's mean frame logit), since the score a user reads
+    is a video's; a frame-level temperature leaves those averaged logits under-confident.
+    """
     from deepgen.evaluation.calibration import fit_temperatures_by_domain
 
+    if videos is not None and len(videos):
+        logits, labels, datasets = video_logits(logits, labels, datasets, videos, tracks)
     temps = fit_temperatures_by_domain(logits, labels, np.asarray([names[i] for i in datasets]))
     global_t = float(temps.pop("__global__"))
     return global_t, {str(k): float(v) for k, v in temps.items()}
+
+
+def video_logits(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, videos: np.ndarray,
+                 tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame rows -> per-video (logit, label, dataset) through :func:`deepgen.inference.aggregate_media`."""
+    import pandas as pd
+
+    from deepgen.inference import aggregate_media
+
+    frames = pd.DataFrame({"media_id": videos, "logit": logits,
+                           "track_id": np.zeros(len(videos), np.int64) if tracks is None else tracks})
+    agg = aggregate_media(frames, 1.0)  # sorted by media_id
+    first = pd.DataFrame({"v": videos, "y": labels, "d": datasets}).groupby("v").first().loc[agg["media_id"]]
+    return agg["logit"].to_numpy(), first["y"].to_numpy(), first["d"].to_numpy()
 
 
 def crop_settings(faces: list[str]) -> dict | None:
@@ -219,10 +248,9 @@ def train(
     best = result.get_best_checkpoint("val_mean_auc", "max") or result.checkpoint
     if best is None:
         raise DeepgenError(f"training {run_name} produced no checkpoint; check the worker logs.")
-    import torch
 
     with best.as_directory() as d:
-        state = torch.load(os.path.join(d, STATE), map_location="cpu", weights_only=False)
+        state = load_resume_state(os.path.join(d, STATE))
         with open(os.path.join(d, VAL_OUTPUTS), "rb") as f:
             val = dict(np.load(io.BytesIO(f.read())))
     model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods)))
@@ -232,7 +260,9 @@ def train(
     seen = ~np.isin(val["datasets"], held_ids)  # held-out datasets never calibrate nor give reference features
     ref_rows = ~np.isin(val["feature_datasets"], held_ids)
     temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
-                                                data.val_datasets)
+                                                data.val_datasets, val["videos"][seen], val["tracks"][seen])
+    frame_temperature, _ = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
+                                           data.val_datasets)
     selected = state["history"][-1]
     history = state["history"]
     if result.checkpoint is not None and result.checkpoint.path != best.path:
@@ -243,6 +273,7 @@ def train(
         "selected_epoch": int(state["epoch"]),
         "history": history,
         "temperature": temperature,
+        "frame_temperature": frame_temperature,  # fitted on frames instead of videos, for comparison
         "train_seconds": time.perf_counter() - t0,
         "workers": workers,
         "use_gpu": bool(use_gpu),
