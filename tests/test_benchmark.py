@@ -113,5 +113,9 @@ def test_seeded_runs_are_reused_only_for_the_same_resolved_recipe(tmp_path, monk
     first = bench._protocol_a(*args)
     again = bench._protocol_a(*args)  # same recipe, overrides and data: the stored row, no training
     assert len(calls) == 1 and again == first
-    bench._protocol_a(str(tmp_path), "full", "full", {"seed": 0, "lambda_supcon": 0.0}, faces, 1, 0, lambda m: None)
+    bench._protocol_a(str(tmp_path), "full", "full", {"seed": 0, "lambda_supcon": 0.5}, faces, 1, 0, lambda m: None)
     assert len(calls) == 2  # another resolved recipe trains again
+    # an ablation row whose overrides resolve to a model trained before under another name: reused
+    bench._protocol_a(str(tmp_path), "full+supcon", "full", {"seed": 0, "lambda_supcon": 0.5}, faces, 1, 0,
+                      lambda m: None)
+    assert len(calls) == 2

@@ -43,8 +43,8 @@ def test_recipes_load():
         cfg = load_config(name)
         assert cfg.name == name
     full = load_config("full")
-    assert min(full.lambda_domain, full.lambda_supcon, full.lambda_method, full.sbi_prob, full.ema_decay) > 0
-    assert full.blend_other_prob == 1.0  # self-blends dropped after the ablation (README)
+    assert min(full.lambda_domain, full.sbi_prob, full.ema_decay) > 0
+    assert full.blend_other_prob == 1.0 and full.lambda_supcon == full.lambda_method == 0.0  # ablations (README)
     assert full.perturb.jpeg_p > 0 and full.perturb.jpeg_quality == (40, 95)
 
 

@@ -162,11 +162,11 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
 # component of `full` out, "+" adds one that `full` does not have (README, "Ablation")
 ABLATIONS: dict[str, dict] = {
     "full": {},
-    "+self_blends": {"blend_other_prob": 0.7},  # 30% of pseudo-fakes self-blended (SBI): `full` until now
+    "+self_blends": {"blend_other_prob": 0.7},  # 30% of pseudo-fakes self-blended (SBI), as `full` had
     "-xray_blends": {"sbi_prob": 0.0},  # no pseudo-fakes at all
-    "-supcon": {"lambda_supcon": 0.0},
-    "-method_adv": {"lambda_method": 0.0},
-    "-supcon-method_adv": {"lambda_supcon": 0.0, "lambda_method": 0.0},
+    "+supcon": {"lambda_supcon": 0.1},
+    "+method_adv": {"lambda_method": 0.1},
+    "+supcon+method_adv": {"lambda_supcon": 0.1, "lambda_method": 0.1},  # as `full` had
     "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
     "-ema": {"ema_decay": 0.0},
     "-perturb": {f"perturb.{k}": 0.0 for k in ("jpeg_p", "blur_p", "noise_p", "color_p", "downscale_p")},
@@ -270,10 +270,10 @@ def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
     # the resolved recipe, so a changed recipe file retrains instead of reusing an older model's row
     key = {"recipe": recipe, "config": load_config(recipe, overrides).to_dict(), "faces": faces[TRAIN]}
     key = json.loads(json.dumps(key, default=float))  # as stored (tuples become lists)
-    cached = _read_stamp(run)  # the same model trained and scored before (runs are seeded): reuse its row
-    if cached and cached.get("key") == key and (cached.get("robust") or not robust):
-        log(f"  {name:18s} seed {seed}: reused from {run}")
-        return cached["row"]
+    found = _trained_before(os.path.dirname(run), run, key, robust)
+    if found:  # the same seeded model, trained and scored before under this or another row name
+        log(f"  {name:18s} seed {seed}: reused from {found[0]}")
+        return found[1]
     res = train(recipe, [faces[TRAIN]], run, workers=workers, overrides=overrides, overwrite=True, quiet=True)
     scored = score_recipe(load_bundle(res["bundle"]), _eval_crops(faces), seed, robustness=robust)["row"]
     log(f"  {name:18s} seed {seed}: mean AUC {scored['mean_auc']:.3f}  min AUC {scored['min_auc']:.3f}  "
@@ -282,6 +282,16 @@ def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
     with open(os.path.join(run, STAMP), "w") as f:
         json.dump({"key": key, "robust": robust, "row": row}, f, default=float)
     return row
+
+
+def _trained_before(runs: str, run: str, key: dict, robust: bool) -> tuple[str, dict] | None:
+    """(run directory, row) of a stored run with this key (``run`` itself first), else None."""
+    others = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+    for path in [run, *(os.path.join(runs, d) for d in others if os.path.join(runs, d) != run)]:
+        stamp = _read_stamp(path)
+        if stamp and stamp.get("key") == key and (stamp.get("robust") or not robust):
+            return path, stamp["row"]
+    return None
 
 
 def _protocol_b(out: str, name: str, recipe: str, overrides: dict, faces: dict[str, str], workers: int,

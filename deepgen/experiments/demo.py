@@ -32,7 +32,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
         raise DeepgenError(f"{out} is not empty; pass --overwrite or choose another --out.")
     # the FF++-like preset trains (half its videos are real sources); the two others are never seen
     size = ({"videos": 24, "test_videos": 16, "frames": 4, "epochs": 2} if quick else
-            {"videos": 300, "test_videos": 100, "frames": 6, "epochs": 5})
+            {"videos": 600, "test_videos": 100, "frames": 6, "epochs": 5})
     t_all = time.perf_counter()
     paths: dict[str, str] = {}
 
