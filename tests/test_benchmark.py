@@ -119,3 +119,34 @@ def test_seeded_runs_are_reused_only_for_the_same_resolved_recipe(tmp_path, monk
     bench._protocol_a(str(tmp_path), "full+supcon", "full", {"seed": 0, "lambda_supcon": 0.5}, faces, 1, 0,
                       lambda m: None)
     assert len(calls) == 2
+
+
+def test_protocol_b_trains_on_four_presets_and_scores_the_fifth(tmp_path, monkeypatch):
+    import deepgen.experiments.benchmark as bench
+    import deepgen.models.bundle
+    import deepgen.train
+
+    trained = []
+
+    def fake_train(recipe, faces, run, **kw):
+        trained.append(sorted(faces))
+        return {"bundle": run}
+
+    def fake_crops(faces, seen):
+        (held,) = faces  # one held-out preset, scored on all its rows
+        assert seen == ()
+        return pd.DataFrame({"media_id": ["a", "a", "b", "c"], "label": [0, 0, 1, 1], "crop": [None] * 4,
+                             "dataset": held})
+
+    monkeypatch.setattr(deepgen.train, "train", fake_train)
+    monkeypatch.setattr(deepgen.models.bundle, "load_bundle", lambda uri: uri)
+    monkeypatch.setattr(bench, "_eval_crops", fake_crops)
+    monkeypatch.setattr(bench, "_videos", lambda bundle, crops, df: pd.DataFrame(
+        {"score": [0.5, 0.9, 0.1] if "-dfdc-" in bundle else [0.1, 0.9, 0.8]}, index=["a", "b", "c"]))
+    faces = {p: str(tmp_path / p) for p in (TRAIN, *TESTS)}
+    row = bench._protocol_b(str(tmp_path), "erm", "erm", {"seed": 0}, faces, 1, 0, lambda m: None)
+    assert len(trained) == 5
+    for held, used in zip(faces, trained):
+        assert used == sorted(f for p, f in faces.items() if p != held)  # never trained on the held preset
+    assert row["dfdc"] == 0.5 and all(row[p] == 1.0 for p in faces if p != "dfdc")
+    assert row["mean_auc"] == pytest.approx(0.9) and row["min_auc"] == 0.5
