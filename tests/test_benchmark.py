@@ -100,7 +100,6 @@ def test_seeded_runs_are_reused_only_for_the_same_resolved_recipe(tmp_path, monk
 
     def fake_train(recipe, faces, run, **kw):
         calls.append(kw["overrides"])
-        (tmp_path / "runs").mkdir(exist_ok=True)
         os.makedirs(run, exist_ok=True)
         return {"bundle": run}
 

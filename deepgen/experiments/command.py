@@ -33,7 +33,7 @@ def benchmark() -> None:
 @click.option("--seeds", default=1, show_default=True, help="Train every recipe this many times (mean ± std).")
 @click.option("--ablate", is_flag=True, help="Train full and full with each component switched, instead of --recipe.")
 @click.option("--ablation", "ablations", multiple=True,
-              help="Only this ablation row (with full), e.g. -strong_perturb; repeatable; implies --ablate.")
+              help="Only this ablation row (with full), e.g. --ablation=+strong_perturb; repeatable; implies --ablate.")
 @click.option("--videos", default=720, show_default=True, help="FF++-like media items (half real sources).")
 @click.option("--test-videos", default=200, show_default=True, help="Media items of every other preset.")
 @click.option("--frames", default=4, show_default=True, help="Frames per clip (all sampled).")

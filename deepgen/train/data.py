@@ -134,12 +134,12 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
         val = pa.concat_tables([val, held])
     val_datasets = sorted(set(val["dataset"].to_pylist()))
     val_index = {d: i for i, d in enumerate(val_datasets)}
-    _, video = np.unique(np.asarray(val["media_key"].to_pylist(), dtype=object).astype(str), return_inverse=True)
+    video = val["media_key"].combine_chunks().dictionary_encode().indices  # one id per media item
     val_tab = pa.table({
         "image": val["image"],
         "label": val["label"],
         "dataset": pa.array([val_index[d] for d in val["dataset"].to_pylist()], pa.int32()),
-        "video": pa.array(video.astype(np.int32)),
+        "video": video.cast(pa.int32()),
         "track": val["track_id"],
     })
     held_names = sorted(set(held["dataset"].to_pylist())) if heldout else []

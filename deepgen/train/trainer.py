@@ -261,8 +261,9 @@ def train(
     ref_rows = ~np.isin(val["feature_datasets"], held_ids)
     temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
                                                 data.val_datasets, val["videos"][seen], val["tracks"][seen])
-    frame_temperature, _ = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
-                                           data.val_datasets)
+    from deepgen.evaluation.calibration import fit_temperature
+
+    frame_temperature = fit_temperature(val["logits"][seen], val["labels"][seen])  # for comparison
     selected = state["history"][-1]
     history = state["history"]
     if result.checkpoint is not None and result.checkpoint.path != best.path:
