@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import fsspec
@@ -20,6 +20,9 @@ import pyarrow.parquet as pq
 from deepgen.errors import DeepgenError
 
 SUCCESS_MARKER = "_SUCCESS"
+# What deepgen writes into every ``_SUCCESS`` marker: the owner stamp :func:`owned_by_deepgen` looks for
+# (an empty ``_SUCCESS`` is what Spark/Hadoop write, so it proves nothing).
+OWNER_STAMP = b'{"written_by": "deepgen"}\n'
 
 
 def is_remote(uri: str) -> bool:
@@ -53,14 +56,62 @@ def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return f"s3://{path}" if protocol in ("s3", "s3a") else path
 
 
+def remote_error(uri: str, e: BaseException) -> DeepgenError | None:
+    """The one-sentence error for a failed S3 call on ``uri`` (no credentials, endpoint unreachable,
+    access denied), or None when ``e`` is not one of those."""
+    name = type(e).__name__
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return DeepgenError(f"{uri} could not be read: no S3 credentials were found; set AWS_ACCESS_KEY_ID and "
+                            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and try again.")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError",
+                "ProxyConnectionError", "SSLError", "ConnectionError"):
+        return DeepgenError(f"{uri} could not be reached: the S3 endpoint {endpoint} did not answer; check "
+                            "AWS_ENDPOINT_URL and the network, then try again.")
+    if isinstance(e, PermissionError) or name == "ClientError" and "AccessDenied" in str(e):
+        return DeepgenError(f"{uri} could not be read: access denied ({e}); check the S3 credentials and "
+                            "the bucket's permissions.")
+    if name == "ClientError" and ("NoSuchBucket" in str(e) or "InvalidBucketName" in str(e)):
+        return DeepgenError(f"{uri} names a bucket that does not exist; check the bucket name.")
+    return None
+
+
+@contextmanager
+def remote_errors(uri: str) -> Iterator[None]:
+    """Turn S3 credential and connection failures on ``uri`` into one-sentence :class:`DeepgenError`."""
+    try:
+        yield
+    except DeepgenError:
+        raise
+    except Exception as e:
+        err = remote_error(uri, e) if is_remote(uri) else None
+        if err is None:
+            raise
+        raise err from e
+
+
 def exists(uri: str) -> bool:
+    """Whether ``uri`` exists; on S3 a missing credential or endpoint is an error, not ``False``."""
     fs, path = get_fs(uri)
-    return fs.exists(path)
+    if not is_remote(uri):
+        return fs.exists(path)
+    with remote_errors(uri):
+        if "/" not in path.strip("/"):  # a bucket
+            try:
+                fs.ls(path)
+                return True
+            except FileNotFoundError:
+                return False
+        try:
+            fs.info(path)
+            return True
+        except FileNotFoundError:
+            return False
 
 
 def read_bytes(uri: str) -> bytes:
     fs, path = get_fs(uri)
-    with fs.open(path, "rb") as f:
+    with remote_errors(uri), fs.open(path, "rb") as f:
         return f.read()
 
 
@@ -68,7 +119,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write a small file atomically where the filesystem allows (rename locally, one PUT on S3)."""
     fs, path = get_fs(uri)
     if is_remote(uri):
-        with fs.open(path, "wb") as f:
+        with remote_errors(uri), fs.open(path, "wb") as f:
             f.write(data)
         return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -81,8 +132,13 @@ def write_bytes(uri: str, data: bytes) -> None:
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet file or a table directory (written by :func:`write_table`)."""
     fs, path = get_fs(uri)
-    if not fs.exists(path):
+    if not exists(uri):
         raise DeepgenError(f"{uri} does not exist; check the path or create it first.")
+    with remote_errors(uri):
+        return _read_table(fs, path, uri, columns)
+
+
+def _read_table(fs, path: str, uri: str, columns: list[str] | None) -> pa.Table:
     if fs.isdir(path):
         files = sorted(
             p for p in fs.find(path) if p.endswith(".parquet") and "/.tmp-" not in p and "/_" not in p[len(path):]
@@ -107,17 +163,128 @@ def table_complete(uri: str) -> bool:
     return exists(join(uri, SUCCESS_MARKER))
 
 
+# ---------------------------------------------------------------------------------------------------
+# Deletion policy: the one place that decides what deepgen may replace or remove.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _local_real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def _norm_key(uri: str) -> str:
+    """A comparable form of ``uri``: the real absolute path locally, ``s3://bucket/key`` without a trailing slash."""
+    uri = str(uri)
+    if is_remote(uri):
+        scheme, _, rest = uri.partition("://")
+        return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}".rstrip("/")
+    return _local_real(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
+def _is_ancestor(parent: str, child: str) -> bool:
+    """True when ``child`` is ``parent`` or lies under it (both normalised keys)."""
+    sep = "/" if "://" in parent or os.sep == "/" else os.sep
+    return child == parent or child.startswith(parent.rstrip(sep) + sep)
+
+
+def protected_reason(uri: str, inputs: Iterable[str] = ()) -> str | None:
+    """Why ``uri`` may never be an output that deepgen replaces: ``/``, the working directory, home, a
+    bucket root, or an ancestor of (or the same place as) an input; None when it may be."""
+    key = _norm_key(uri)
+    if is_remote(uri):
+        if "/" not in key.split("://", 1)[1]:
+            return "it is a whole bucket"
+    else:
+        if key == os.path.dirname(key):  # "/" (or a drive root)
+            return "it is the filesystem root"
+        if key == _local_real(os.getcwd()):
+            return "it is the working directory"
+        if key == _local_real("~"):
+            return "it is your home directory"
+        if _is_ancestor(key, _local_real(os.getcwd())):
+            return "it holds the working directory"
+        if _is_ancestor(key, _local_real("~")):
+            return "it holds your home directory"
+    for src in inputs:
+        if src is None or is_remote(src) != is_remote(uri):
+            continue
+        if _is_ancestor(key, _norm_key(src)):
+            return f"it is or holds the input {src}"
+    return None
+
+
+def owned_by_deepgen(uri: str, markers: Iterable[str] = ()) -> bool:
+    """True when ``uri`` is a directory deepgen wrote: its ``_SUCCESS`` carries deepgen's stamp, or one
+    of the caller's own settings files (``markers``, e.g. an extraction's ``settings.json``) is there."""
+    marker = join(uri, SUCCESS_MARKER)
+    if exists(marker) and read_bytes(marker).strip().startswith(OWNER_STAMP.strip()[:-1]):
+        return True
+    return any(exists(join(uri, m)) for m in markers)
+
+
+def _holds_files(fs, path: str) -> bool:
+    with remote_errors(to_uri(fs, path)):
+        return fs.isfile(path) or bool(fs.find(path))
+
+
+def check_output_path(uri: str, inputs: Iterable[str] = (), overwrite: bool = False,
+                      markers: Iterable[str] = (), flag: str = "--overwrite") -> None:
+    """Refuse an output deepgen must not write over, before any work starts.
+
+    Never ``/``, the working directory, home, a bucket root or an ancestor of an input. An existing,
+    non-empty output is refused without ``overwrite``, and with it unless deepgen wrote it
+    (:func:`owned_by_deepgen`). A missing or empty output is fine.
+    """
+    reason = protected_reason(uri, inputs)
+    if reason:
+        raise DeepgenError(f"{uri} cannot be an output because {reason}; choose a new folder for the output.")
+    fs, path = get_fs(uri)
+    if not exists(uri) or not _holds_files(fs, path):
+        return
+    if not overwrite:
+        raise DeepgenError(f"{uri} already exists; pass {flag} to replace it or choose another output.")
+    if fs.isfile(path) or not owned_by_deepgen(uri, markers):
+        raise DeepgenError(f"{uri} was not written by deepgen (no deepgen marker in it), so {flag} will not "
+                           "delete it; choose another output or move it away yourself.")
+
+
+def remove_owned(uri: str, inputs: Iterable[str] = (), markers: Iterable[str] = ()) -> None:
+    """Delete the directory ``uri`` only if deepgen wrote it (or it holds no file at all) and it is not a
+    protected place (:func:`protected_reason`); anything else is refused in one sentence."""
+    reason = protected_reason(uri, inputs)
+    if reason:
+        raise DeepgenError(f"refusing to delete {uri} because {reason}; remove it yourself if you mean it.")
+    fs, path = get_fs(uri)
+    if not exists(uri):
+        return
+    if _holds_files(fs, path) and (fs.isfile(path) or not owned_by_deepgen(uri, markers)):
+        raise DeepgenError(f"refusing to delete {uri}: it was not written by deepgen (no deepgen marker in it); "
+                           "move it away yourself or choose another output.")
+    with remote_errors(uri):
+        fs.rm(path, recursive=True)
+
+
+def _remove_own_temp(fs, path: str) -> None:
+    """Remove a temporary directory this very process created under a fresh random name."""
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def write_marker(uri: str) -> None:
+    """Write the ``_SUCCESS`` marker with deepgen's owner stamp into the directory ``uri``."""
+    write_bytes(join(uri, SUCCESS_MARKER), OWNER_STAMP)
+
+
 @contextmanager
-def atomic_dir(uri: str, overwrite: bool = False) -> Iterator[str]:
+def atomic_dir(uri: str, overwrite: bool = False, inputs: Iterable[str] = (),
+               markers: Iterable[str] = ()) -> Iterator[str]:
     """Yield a temporary directory URI; on success move its contents into ``uri`` and commit.
 
     A killed run leaves only a ``.tmp-*`` sibling, never a partial table at ``uri``. An existing
-    output is refused unless ``overwrite`` is set.
+    output is refused unless ``overwrite`` is set and deepgen wrote it (:func:`check_output_path`).
     """
+    check_output_path(uri, inputs, overwrite, markers)
     fs, path = get_fs(uri)
-    if fs.exists(path) and (fs.isfile(path) or fs.ls(path)):
-        if not overwrite:
-            raise DeepgenError(f"{uri} already exists; pass --overwrite to replace it or choose another output.")
     parent, name = posixpath.split(path.rstrip("/")) if is_remote(uri) else os.path.split(path.rstrip("/"))
     tmp_path = (posixpath if is_remote(uri) else os.path).join(parent, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
     tmp_uri = to_uri(fs, tmp_path)
@@ -125,21 +292,21 @@ def atomic_dir(uri: str, overwrite: bool = False) -> Iterator[str]:
         os.makedirs(tmp_path, exist_ok=True)
     try:
         yield tmp_uri
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+        if exists(uri):  # checked above; checked again in case it appeared meanwhile
+            remove_owned(uri, inputs, markers)
         if is_remote(uri):
             # object stores have no directory rename: copy each object, then commit with the marker last
             # (fs.mv(recursive=True) also tries to copy the pseudo-directory key itself and fails)
             fs.invalidate_cache()
-            for src in fs.find(tmp_path):
-                fs.copy(src, path + src[len(tmp_path):])
-            fs.touch(posixpath.join(path, SUCCESS_MARKER))
+            with remote_errors(uri):
+                for src in fs.find(tmp_path):
+                    fs.copy(src, path + src[len(tmp_path):])
+            write_marker(uri)
         else:
-            fs.touch(os.path.join(tmp_path, SUCCESS_MARKER))
+            write_marker(tmp_uri)
             os.replace(tmp_path, path)
     finally:
-        if fs.exists(tmp_path):
-            fs.rm(tmp_path, recursive=True)
+        _remove_own_temp(fs, tmp_path)
 
 
 def run_storage(uri: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepgen import storage
 from deepgen.adapt.align import fit_alignment_from_stats
 from deepgen.adapt.fewshot import adapt_head, finetune_head, make_tasks, meta_train_fomaml
 from deepgen.errors import DeepgenError
@@ -30,13 +31,13 @@ def _linear(bundle) -> torch.nn.Linear:
     return bundle.model.classifier[1]
 
 
-def _save(bundle, out: str, extras: dict, overwrite: bool) -> str:
+def _save(bundle, out: str, extras: dict, overwrite: bool, inputs: list[str]) -> str:
     from deepgen.models.bundle import save_bundle
 
     return save_bundle(out, bundle.model, recipe=bundle.config.get("recipe"), temperature=bundle.temperature,
                        domain_temperatures=bundle.domain_temperatures, reference=bundle.reference,
                        datasets=bundle.datasets, metrics=bundle.metrics, extras={**bundle.extras, **extras},
-                       overwrite=overwrite)
+                       overwrite=overwrite, inputs=inputs)
 
 
 def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str = "coral", eps: float = 0.1,
@@ -46,6 +47,8 @@ def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str
     from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
+    inputs = [checkpoint, *target_faces]
+    storage.check_output_path(out, inputs=inputs, overwrite=overwrite)  # before any work
     bundle = load_bundle(checkpoint)
     if "mean" not in bundle.reference or "cov" not in bundle.reference:
         raise DeepgenError(f"{checkpoint} stores no reference feature statistics; retrain it with `deepgen train`.")
@@ -59,7 +62,7 @@ def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str
         lin.bias.copy_(torch.from_numpy(w @ alignment.bias + lin.bias.double().numpy()).float())
     model_id = _save(bundle, out, {"alignment": {**alignment.to_dict(), "source_checkpoint": checkpoint,
                                                   "target_faces": list(target_faces), "n_target": len(feats)}},
-                     overwrite)
+                     overwrite, inputs)
     return {"out": out, "model_id": model_id, "method": method, "n_target_faces": len(feats)}
 
 
@@ -80,6 +83,8 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
     if method == "fomaml" and not meta_faces:
         raise DeepgenError("fomaml needs --meta-faces (faces with several manipulation methods); pass them "
                            "or use --method finetune.")
+    inputs = [checkpoint, *support, *(meta_faces or [])]
+    storage.check_output_path(out, inputs=inputs, overwrite=overwrite)  # before any work
     bundle = load_bundle(checkpoint)
     init_ray(address)
     x, y, _ = _features(checkpoint, support)
@@ -101,7 +106,7 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
         _linear(bundle).weight.copy_(adapted[1].weight)
         _linear(bundle).bias.copy_(adapted[1].bias)
     model_id = _save(bundle, out, {"fewshot": {"method": method, "k": k, "seed": seed, "support": list(support),
-                                                **inner, "source_checkpoint": checkpoint}}, overwrite)
+                                                **inner, "source_checkpoint": checkpoint}}, overwrite, inputs)
     return {"out": out, "model_id": model_id, "method": method, "k": k}
 
 

@@ -126,6 +126,7 @@ def evaluate(
     for s in (split, unseen_split):
         if s not in ("train", "val", "test", "all"):
             raise DeepgenError(f"split {s!r} is unknown; use train, val, test or all.")
+    storage.check_output_path(out, inputs=[*checkpoints, *faces], overwrite=overwrite)  # before any scoring
     t0 = time.perf_counter()
     bundles = [load_bundle(c) for c in checkpoints]
     train_sets = _train_datasets(bundles[0])
@@ -178,7 +179,7 @@ def evaluate(
         rob = _adversarial(main, table)
         metrics["adversarial"] = rob.to_dict("records")
         sections.append(("Adversarial robustness (white-box PGD on face crops)", rob))
-    with storage.atomic_dir(out, overwrite=overwrite) as tmp:
+    with storage.atomic_dir(out, overwrite=overwrite, inputs=[*checkpoints, *faces]) as tmp:
         storage.write_table(pa.Table.from_pandas(videos, preserve_index=False), storage.join(tmp, "predictions.parquet"))
         report = write_report(tmp, videos, {"model_id": main.model_id, "temperature": main.temperature,
                                             "faces": ", ".join(faces)},

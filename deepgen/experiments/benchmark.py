@@ -222,6 +222,11 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         raise DeepgenError(f"ablation(s) {', '.join(bad)} are unknown; choose from {', '.join(ABLATIONS)}.")
     if seeds < 1:
         raise DeepgenError(f"seeds is {seeds}; train every recipe at least once (--seeds 1 or more).")
+    from deepgen.storage import protected_reason
+
+    reason = protected_reason(out)  # the benchmark replaces its own caches under out, never out itself
+    if reason:
+        raise DeepgenError(f"{out} cannot be the benchmark's --out because {reason}; choose a new folder.")
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
             **({"model.image_size": image_size} if image_size else {})}
     runs = _runs(recipes, ablate, protocol)

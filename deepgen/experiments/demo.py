@@ -25,9 +25,13 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
     from deepgen.faces.extract import extract_faces
     from deepgen.runtime import init_ray
     from deepgen.scoring import ScoreConfig, score
+    from deepgen.storage import protected_reason
     from deepgen.synth import render_preset
     from deepgen.train import train
 
+    reason = protected_reason(out)
+    if reason:
+        raise DeepgenError(f"{out} cannot be the demo's --out because {reason}; choose a new folder.")
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise DeepgenError(f"{out} is not empty; pass --overwrite or choose another --out.")
     # the FF++-like preset trains (half its videos are real sources); the two others are never seen

@@ -27,12 +27,14 @@ from deepgen.faces.media import ExtractConfig, extract_media
 from deepgen.schema import FACES_SCHEMA, MANIFEST_COLUMNS, validate_manifest
 from deepgen.storage import (
     atomic_dir,
+    check_output_path,
     exists,
     get_fs,
     is_remote,
     join,
     read_bytes,
     read_table,
+    remove_owned,
     write_bytes,
     write_table,
 )
@@ -146,9 +148,8 @@ def extract_faces(
 
         DlibDetector(cfg.predictor_path)
     manifest = validate_manifest(read_table(manifest_uri), where=str(manifest_uri))
-    fs, path = get_fs(out_uri)
-    if not overwrite and fs.exists(path) and (fs.isfile(path) or fs.ls(path)):
-        raise DeepgenError(f"{out_uri} already exists; pass --overwrite to replace it or choose another output.")
+    check_output_path(out_uri, inputs=[manifest_uri], overwrite=overwrite, markers=[EXTRACT_JSON])
+    check_output_path(partial_uri(out_uri), inputs=[manifest_uri], overwrite=True, markers=[SETTINGS])
     carry = tuple(c for c in manifest.column_names if c not in MANIFEST_COLUMNS)
     cfg = dataclasses.replace(cfg, carry=carry)
     rows = manifest.select(["media_id", "uri", "media_type", "label", "dataset", "method", "split",
@@ -242,10 +243,10 @@ def _open_partial(partial: str, settings: dict, out_uri: str, resume: bool, over
         if has_partial and not overwrite:
             raise DeepgenError(f"{partial} holds an interrupted extraction; pass --resume to continue it or "
                                "--overwrite to start over.")
-        fs.rm(path, recursive=True)
+        remove_owned(partial, markers=[SETTINGS])  # only a work directory deepgen wrote (or an empty one)
+    write_bytes(join(partial, SETTINGS), json.dumps(settings, indent=2).encode())  # first: marks it as ours
     if not is_remote(partial):
         os.makedirs(os.path.join(path, "faces"), exist_ok=True)
-    write_bytes(join(partial, SETTINGS), json.dumps(settings, indent=2).encode())
     return []
 
 
@@ -310,7 +311,7 @@ def _publish(out_uri: str, partial: str, statuses: list[dict], cfg: ExtractConfi
     """Assemble the committed chunks into ``out_uri`` atomically, then remove the work directory."""
     pfs, ppath = get_fs(join(partial, "faces"))
     shards = sorted({s["shard"] for s in statuses if s["shard"]})
-    with atomic_dir(out_uri, overwrite=overwrite) as tmp:
+    with atomic_dir(out_uri, overwrite=overwrite, markers=[EXTRACT_JSON]) as tmp:
         faces_dir = join(tmp, "faces")
         tfs, tpath = get_fs(faces_dir)
         tfs.makedirs(tpath, exist_ok=True)
@@ -328,9 +329,7 @@ def _publish(out_uri: str, partial: str, statuses: list[dict], cfg: ExtractConfi
         write_bytes(join(tmp, EXTRACT_JSON), json.dumps(cfg.as_dict(), indent=2).encode())
         if not shards:
             write_table(faces_table([], cfg.carry), join(faces_dir, "part-empty.parquet"))
-    fs, path = get_fs(partial)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    remove_owned(partial, markers=[SETTINGS])
 
 
 def read_extract_config(out_uri: str) -> dict | None:

@@ -85,6 +85,7 @@ def save_bundle(
     metrics: dict | None = None,
     extras: dict[str, dict] | None = None,
     overwrite: bool = False,
+    inputs: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Write ``model`` (a :class:`~deepgen.models.Detector`) and its records to ``out`` atomically; return the model id.
 
@@ -106,7 +107,7 @@ def save_bundle(
     for name in extras or {}:
         if f"{name}.json" in CORE_FILES:
             raise DeepgenError(f"extra record {name!r} collides with a bundle file; choose another name.")
-    with storage.atomic_dir(out, overwrite=overwrite) as tmp:
+    with storage.atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         storage.write_bytes(storage.join(tmp, WEIGHTS), weights)
         storage.write_bytes(storage.join(tmp, CONFIG), _json(config))
         storage.write_bytes(storage.join(tmp, CALIBRATION), _json(calibration))

@@ -28,13 +28,14 @@ def score(
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
+    paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    storage.check_output_path(out, inputs=[manifest, *paths], overwrite=overwrite)  # before any work
     rows = load_media_rows(manifest)
     check_allowed(rows, allowed_roots)
-    paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
     model_id = ensemble_model_id([load_bundle(p).model_id for p in paths])  # fails here, before any actor
     init_ray(address)
     cfg = cfg or ScoreConfig()
-    with storage.atomic_dir(out, overwrite=overwrite) as tmp:
+    with storage.atomic_dir(out, overwrite=overwrite, inputs=[manifest, *paths]) as tmp:
         t1 = time.perf_counter()
         tables = []
         with Progress(len(rows), "score", quiet=quiet) as progress:

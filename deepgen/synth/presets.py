@@ -718,7 +718,7 @@ def render_preset(
             raise DeepgenError(
                 f"{out} is not empty and is not a synth tree; choose an empty --out."
             )
-        shutil.rmtree(root)
+        storage.remove_owned(root, markers=[GROUNDTRUTH])
     os.makedirs(root, exist_ok=True)
     try:
         t0 = time.time()

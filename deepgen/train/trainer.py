@@ -191,10 +191,9 @@ def train(
         cfg = dataclasses.replace(cfg, crop_margin=float(crops["margin"]), crop_align=bool(crops["align"]))
     if workers < 1:
         raise DeepgenError(f"workers is {workers}; use at least one training worker.")
-    bundle_uri = storage.join(out, BUNDLE_DIR)
-    if storage.exists(bundle_uri) and not overwrite:
-        raise DeepgenError(f"{bundle_uri} already exists; pass --overwrite or choose another --out.")
     heldout = [str(f) for f in heldout or []]
+    bundle_uri = storage.join(out, BUNDLE_DIR)
+    storage.check_output_path(bundle_uri, inputs=[*faces, *heldout], overwrite=overwrite)
     if heldout:
         check_faces_paths(heldout)
     data = build_train_data(faces, cfg, heldout)
@@ -298,6 +297,7 @@ def train(
         metrics=metrics,
         extras={"faces": crops} if crops else None,
         overwrite=overwrite,
+        inputs=[*faces, *heldout],
     )
     return {
         "bundle": bundle_uri,

@@ -158,9 +158,7 @@ def best_config_yaml(settings: TuneSettings, best: dict[str, Any]) -> bytes:
 def copy_dir(src: str, dst: str) -> None:
     """Replace ``dst`` with a copy of the directory ``src`` (local paths or s3:// URIs)."""
     fs, src_path = storage.get_fs(src)
-    dst_fs, dst_path = storage.get_fs(dst)
-    if dst_fs.exists(dst_path):
-        dst_fs.rm(dst_path, recursive=True)
+    storage.remove_owned(dst, inputs=[src])  # only a bundle deepgen copied there before
     for path in fs.find(src_path):
         rel = path[len(src_path.rstrip("/")) + 1:]
         storage.write_bytes(storage.join(dst, *rel.split("/")), storage.read_bytes(storage.to_uri(fs, path)))
