@@ -83,6 +83,15 @@ def model_frame_outputs(model, images: list[np.ndarray] | np.ndarray, device: st
     return out_np
 
 
+def bundle_predict(bundle, images: list[np.ndarray] | np.ndarray, batch_size: int = 64,
+                   device: str | None = None) -> dict[str, np.ndarray]:
+    """One loaded bundle on RGB uint8 face crops (N,H,W,3 or a list): frame ``logit``, calibrated
+    ``score`` = sigmoid(logit / T) and ``features``."""
+    device = device or default_device()
+    out = model_frame_outputs(bundle.model.to(device), images, device, batch_size=batch_size)
+    return {"logit": out["logit"], "score": sigmoid(out["logit"] / bundle.temperature), "features": out["features"]}
+
+
 @dataclass
 class Scorer:
     """Loaded checkpoint bundle(s) on one device: frame outputs and the temperature that calibrates them."""

@@ -13,6 +13,7 @@ import torch
 from deepgen.artifacts.boundary import boundary_target
 from deepgen.augment import PerturbConfig
 from deepgen.errors import DeepgenError
+from deepgen.inference import bundle_predict
 from deepgen.models import ModelConfig, boundary_scores, create_detector
 from deepgen.models.bundle import load_bundle, save_bundle
 from deepgen.testing.toyfaces import write_toy_faces
@@ -194,7 +195,7 @@ def test_bundle_with_switches_round_trips(tmp_path):
     assert torch.equal(a["logit"], b["logit"]) and torch.equal(a["boundary_logits"], b["boundary_logits"])
     np.testing.assert_array_equal(boundary_scores(a), boundary_scores(b))
     imgs = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
-    assert bundle.predict(imgs)["features"].shape == (3, model.num_features)
+    assert bundle_predict(bundle, imgs)["features"].shape == (3, model.num_features)
 
 
 def test_old_bundle_config_without_switch_keys_loads(tmp_path):

@@ -52,7 +52,9 @@ def test_round_trip_same_logits_and_stable_id(tmp_path):
     assert b.datasets == ["ffpp", "celebdf"] and b.metrics == {"val_mean_auc": 0.91}
     assert b.config["recipe"]["lambda_domain"] == 0.1 and b.model_config.num_methods == 3
     assert b.extras == {"alignment": {"method": "coral"}}
-    pred = b.predict(_images())
+    from deepgen.inference import bundle_predict
+
+    pred = bundle_predict(b, _images())
     assert np.allclose(pred["score"], 1 / (1 + np.exp(-pred["logit"] / 1.7)))
     # same weights -> same id; different weights -> different id
     assert _save(b.model, str(tmp_path / "again")) == model_id

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 import deepgen.runtime
 from deepgen.errors import DeepgenError
+from deepgen.inference import bundle_predict
 from deepgen.models.bundle import load_bundle
 from deepgen.storage import get_fs, read_table
 from deepgen.testing.toyfaces import write_toy_faces
@@ -152,7 +153,7 @@ def test_two_worker_training_reaches_auc(ray_session, faces, s3_bucket, tmp_path
     table = read_table(faces)
     val = table.filter(table["split"].to_numpy(zero_copy_only=False) == "val")
     images = np.stack([decode_image(b) for b in val["image"].to_pylist()])
-    pred = bundle.predict(images)
+    pred = bundle_predict(bundle, images)
     assert roc_auc_score(val["label"].to_numpy(), pred["score"]) == pytest.approx(best["val_auc"], abs=1e-6)
     assert result["bundle"] == f"{out}/bundle" and result["checkpoints"].startswith(f"{out}/checkpoints/")
     fs, path = get_fs(result["checkpoints"])

@@ -101,10 +101,10 @@ def _load_eval_crops(faces: dict[str, str], seen: tuple[str, ...] = (TRAIN,)) ->
 
 def _videos(bundle, crops: list[np.ndarray], df: pd.DataFrame) -> pd.DataFrame:
     """Per-video logit and calibrated score through the one inference path (indexed by media_id)."""
-    from deepgen.inference import aggregate_media
+    from deepgen.inference import aggregate_media, bundle_predict
 
     frames = df[[c for c in ("media_id", "track_id") if c in df.columns]].assign(
-        logit=bundle.predict(crops, batch_size=256)["logit"])
+        logit=bundle_predict(bundle, crops, batch_size=256)["logit"])
     return aggregate_media(frames, bundle.temperature).set_index("media_id")
 
 
