@@ -76,6 +76,12 @@ def validate_manifest(table: pa.Table, where: str = "manifest") -> pa.Table:
             "write it with `deepgen manifest` or add them (see DESIGN.md, manifest contract)."
         )
     table = table.select(MANIFEST_COLUMNS + [c for c in table.column_names if c not in MANIFEST_COLUMNS])
+    for col in ("media_id", "uri"):
+        values = table.column(col).to_pylist()
+        bad = next((i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()), None)
+        if bad is not None:
+            raise DeepgenError(f"{where} row {bad} has {col} {values[bad]!r}; every row needs a non-empty {col} "
+                               "string, so fill it in or drop the row.")
     ids = table.column("media_id").to_pylist()
     if len(set(ids)) != len(ids):
         seen: set[str] = set()

@@ -129,6 +129,115 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _s3_call(uri: str, method: str, **kwargs):
+    """One raw S3 call on the object ``uri`` through the filesystem's botocore client (conditional writes)."""
+    fs, path = get_fs(uri)
+    bucket, _, key = path.partition("/")
+    with remote_errors(uri):
+        return getattr(fs.s3, method)(Bucket=bucket, Key=key, **kwargs)
+
+
+def _precondition_failed(e: Exception) -> bool:
+    resp = getattr(e, "response", None) or {}
+    code = str(resp.get("Error", {}).get("Code", ""))
+    status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409") or status in (409, 412)
+
+
+def create_exclusive(uri: str, data: bytes) -> str | None:
+    """Create the file ``uri`` holding ``data`` only if it does not exist yet; its version (see
+    :func:`read_versioned`) when this call created it, else None. Atomic: ``O_CREAT|O_EXCL`` locally, a
+    conditional PUT (``If-None-Match: *``) on S3."""
+    import hashlib
+
+    if is_remote(uri):
+        try:
+            etag = _s3_call(uri, "put_object", Body=data, IfNoneMatch="*")["ETag"]
+            get_fs(uri)[0].invalidate_cache()
+            return str(etag)
+        except Exception as e:
+            if _precondition_failed(e):
+                return None
+            raise
+    fs, path = get_fs(uri)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_versioned(uri: str) -> tuple[bytes, str] | None:
+    """The bytes of ``uri`` and a version tag for :func:`replace_if_version` (the ETag on S3, a content
+    hash locally), or None when it does not exist."""
+    if is_remote(uri):
+        try:
+            resp = _s3_call(uri, "get_object")
+        except Exception as e:
+            if type(e).__name__ in ("NoSuchKey",) or "NoSuchKey" in str(e) or "404" in str(e):
+                return None
+            raise
+        return resp["Body"].read(), str(resp["ETag"])
+    import hashlib
+
+    _, path = get_fs(uri)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+def replace_if_version(uri: str, data: bytes, version: str) -> str | None:
+    """Replace ``uri`` with ``data`` only if it is still at ``version`` (compare-and-swap); the new
+    version on success, None when someone else changed or removed it first.
+
+    S3: a conditional PUT (``If-Match: <ETag>``). Locally: the first caller to create the one-time token
+    ``<uri>.cas-<version>`` (``O_EXCL``) wins and renames the new content into place.
+    """
+    if is_remote(uri):
+        try:
+            return str(_s3_call(uri, "put_object", Body=data, IfMatch=version)["ETag"])
+        except Exception as e:
+            if _precondition_failed(e) or "NoSuchKey" in str(e):
+                return None
+            raise
+    import hashlib
+
+    current = read_versioned(uri)
+    if current is None or current[1] != version or create_exclusive(f"{get_fs(uri)[1]}.cas-{version}", b"") is None:
+        return None
+    write_bytes(uri, data)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def delete_if_version(uri: str, version: str) -> None:
+    """Delete the small file ``uri`` if it is still at ``version`` (leases release only their own)."""
+    if is_remote(uri):
+        try:
+            _s3_call(uri, "delete_object", IfMatch=version)
+        except Exception as e:
+            if not (_precondition_failed(e) or "NoSuchKey" in str(e)):
+                raise
+        return
+    current = read_versioned(uri)
+    if current is not None and current[1] == version:
+        _, path = get_fs(uri)
+        os.remove(path)
+        for name in os.listdir(os.path.dirname(path)):  # the compare-and-swap tokens of this file
+            if name.startswith(os.path.basename(path) + ".cas-"):
+                try:
+                    os.remove(os.path.join(os.path.dirname(path), name))
+                except FileNotFoundError:
+                    pass
+
+
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     """Read a Parquet file or a table directory (written by :func:`write_table`)."""
     fs, path = get_fs(uri)

@@ -91,8 +91,16 @@ def _mapping_table(d: Mapping) -> pd.DataFrame:
 
 
 def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    """The figure as PNG bytes, every text drawn literally: a name such as ``$x^$`` is a dataset name,
+    not matplotlib mathtext (which would fail to parse, or render as a formula)."""
+    import matplotlib
+    from matplotlib.text import Text
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # texts made while drawing (tick labels)
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
 
 

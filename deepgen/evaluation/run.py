@@ -85,7 +85,7 @@ def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list
     """Per-video predictions (:func:`deepgen.inference.aggregate_media`) with the videos' labels and
     groups carried; returns (videos, mean features per video)."""
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
-    keep = [c for c in ("dataset", "label", "method", *group_cols) if c in frames.columns]
+    keep = [c for c in dict.fromkeys(("dataset", "label", "method", *group_cols)) if c in frames.columns]
     videos = aggregate_media(frames, temperature)
     carried = frames.groupby("media_id", sort=True)[keep].first().reset_index()
     videos = carried.merge(videos, on="media_id", validate="one_to_one")
@@ -132,7 +132,7 @@ def evaluate(
     train_sets = _train_datasets(bundles[0])
     table = _load_faces(faces, split, subgroups or [], seen=train_sets, unseen_split=unseen_split)
     init_ray(address)
-    group_cols = [c for c in (subgroups or []) if c in table.column_names]
+    group_cols = [c for c in dict.fromkeys(subgroups or []) if c in table.column_names]
     runs = []
     for uri, b in zip(checkpoints, bundles):
         frames = score_frames(table, uri, mc_passes=mc_passes, evidence=evidence, quiet=quiet)
@@ -216,7 +216,11 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[s
             is_seen = pc.is_in(t["dataset"], pa.array(seen or [], pa.string()))
             chosen = pc.if_else(is_seen, pa.scalar(split), pa.scalar(unseen_split or split))
             t = t.filter(pc.or_(pc.equal(chosen, "all"), pc.equal(t["split"], chosen)))
-        keep = [c for c in (*FRAME_COLUMNS, "split", *subgroups) if c in t.column_names]
+        missing = [c for c in subgroups if c not in t.column_names]
+        if missing:
+            raise DeepgenError(f"faces table {uri} has no column {missing[0]!r} for --subgroup; choose one of "
+                               f"{', '.join(c for c in t.column_names if c not in ('image', 'box', 'landmarks'))}.")
+        keep = [c for c in dict.fromkeys((*FRAME_COLUMNS, "split", *subgroups)) if c in t.column_names]
         tables.append(t.select(keep))
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows == 0:

@@ -53,16 +53,18 @@ def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, ev
 @click.command("rescore")
 @click.option("--incoming", required=True, help="Manifest Parquet, or a folder / s3:// prefix of new media.")
 @click.option("--store", "store_uri", required=True, help="Results store (path or s3://).")
-@click.option("--date", default=None, help="Partition date (default: today, UTC).")
+@click.option("--date", default=None, help="Partition date, YYYY-MM-DD (default: today, UTC).")
 @click.option("--chunk-size", default=32, show_default=True, help="Rows per committed chunk.")
 @click.option("--alpha", default=0.01, show_default=True, help="Significance level of the shift alarm.")
+@click.option("--lease-wait", default=600.0, show_default=True,
+              help="Seconds to wait while another rescore of the same store and model runs.")
 @common
-def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoints, frames, detector, mc_passes, evidence,
-            model_batch, allowed_roots, address, quiet) -> None:
+def rescore(incoming, store_uri, date, chunk_size, alpha, lease_wait, checkpoints, frames, detector, mc_passes,
+            evidence, model_batch, allowed_roots, address, quiet) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
     summary = run(incoming, list(checkpoints), store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
-                  chunk_size=chunk_size, alpha=alpha, quiet=quiet)
+                  chunk_size=chunk_size, alpha=alpha, quiet=quiet, lease_wait_s=lease_wait)
     click.echo(json.dumps(summary, indent=2, default=str))

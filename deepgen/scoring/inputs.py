@@ -16,8 +16,13 @@ REQUIRED = ("media_id", "uri")
 def load_media_rows(source: str) -> list[dict]:
     """Rows with at least ``media_id`` and ``uri`` from a manifest, or one row per media file under a prefix."""
     fs, path = storage.get_fs(source)
-    if not fs.exists(path):
+    if not storage.exists(source):
         raise DeepgenError(f"{source} does not exist; pass a manifest Parquet or a folder/prefix of media.")
+    with storage.remote_errors(source):
+        return _load_media_rows(source, fs, path)
+
+
+def _load_media_rows(source: str, fs, path: str) -> list[dict]:
     if fs.isfile(path) and path.endswith(".parquet") or fs.isdir(path) and _is_table_dir(fs, path):
         table = storage.read_table(source)
         missing = [c for c in REQUIRED if c not in table.column_names]
@@ -28,7 +33,19 @@ def load_media_rows(source: str) -> list[dict]:
             )
         rows = table.to_pylist()
         seen: set[str] = set()
-        for r in rows:
+        for i, r in enumerate(rows):
+            for col in REQUIRED:
+                if not isinstance(r[col], str) or not r[col].strip():
+                    raise DeepgenError(
+                        f"manifest {source} row {i} has {col} {r[col]!r}; every row needs a non-empty {col} "
+                        "string, so fill it in or drop the row."
+                    )
+            label = r.get("label")
+            if label is not None and (isinstance(label, bool) or label not in (0, 1)):
+                raise DeepgenError(
+                    f"manifest {source} row {i} ({r['media_id']}) has label {label!r}; use 1 for fake, 0 for "
+                    "real or leave it empty."
+                )
             if r["media_id"] in seen:
                 raise DeepgenError(
                     f"manifest {source} has duplicate media_id {r['media_id']!r}; media_id must be unique, "

@@ -3,12 +3,14 @@
 Items are keyed by ``media_id`` plus a content fingerprint (size + mtime, or the S3 ETag), so a
 changed file is scored again and a new model scores everything. Results are committed in chunks as
 they stream out of the pipeline; a run killed at any point and started again scores each item
-exactly once (idempotent: a second run over the same input adds nothing).
+exactly once (idempotent: a second run over the same input adds nothing), also when two runs overlap
+(they take turns through a lease per store and model).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -18,9 +20,11 @@ import numpy as np
 import pyarrow as pa
 
 from deepgen import storage
+from deepgen.errors import DeepgenError
 from deepgen.inference import ensemble_model_id
 from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
+from deepgen.scoring.lease import Lease
 from deepgen.scoring.pipeline import ScoreConfig, score_stream
 
 
@@ -35,17 +39,19 @@ def rescore(
     chunk_size: int = 32,
     alpha: float = 0.01,
     quiet: bool = False,
+    lease_wait_s: float = 600.0,
 ) -> dict:
     """Score the new or changed items of ``incoming`` into ``store_uri``; write and return the run summary.
 
-    Progress lines (items scored of those to do) go to stderr unless ``quiet``.
+    Progress lines (items scored of those to do) go to stderr unless ``quiet``. Runs on the same store and
+    model take turns: one waits up to ``lease_wait_s`` for another's lease (:mod:`deepgen.scoring.lease`).
     """
     from deepgen.models.bundle import load_bundle
     from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
-    date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = check_date(date) if date is not None else datetime.now(timezone.utc).strftime("%Y-%m-%d")
     run_id = f"{datetime.now(timezone.utc).strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     rows = load_media_rows(incoming)
     check_allowed(rows, allowed_roots)
@@ -54,34 +60,58 @@ def rescore(
     paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
     bundles = [load_bundle(p) for p in paths]
     model_id = ensemble_model_id([b.model_id for b in bundles])  # a new model (or member) rescores everything
-    done = store.scored_keys(store_uri, model_id)
-    todo = [r for r in rows if (r["media_id"], r["fingerprint"]) not in done]
     written = 0
-    if todo:
-        init_ray(address)
-        pending: list[pa.Table] = []
-        n_pending = 0
-        progress = Progress(len(todo), "rescore", quiet=quiet)
-        for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
-            progress.update(batch.num_rows)
-            pending.append(batch)
-            n_pending += batch.num_rows
-            if n_pending >= chunk_size:
-                store.write_chunk(store_uri, model_id, date, run_id, written, pa.concat_tables(pending))
-                written, pending, n_pending = written + 1, [], 0
-        if pending:
-            store.write_chunk(store_uri, model_id, date, run_id, written, pa.concat_tables(pending))
-            written += 1
-        progress.close()
+    # one run at a time per store and model: what is done is read only once the lease is held
+    with Lease(store_uri, model_id, wait_s=lease_wait_s) as lease:
+        done = store.scored_keys(store_uri, model_id)
+        todo = [r for r in rows if (r["media_id"], r["fingerprint"]) not in done]
+        if todo:
+            init_ray(address)
+            pending: list[pa.Table] = []
+            n_pending = 0
+            progress = Progress(len(todo), "rescore", quiet=quiet)
+            for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
+                progress.update(batch.num_rows)
+                pending.append(batch)
+                n_pending += batch.num_rows
+                if n_pending >= chunk_size:
+                    _commit(lease, store_uri, model_id, date, run_id, written, pending)
+                    written, pending, n_pending = written + 1, [], 0
+            if pending:
+                _commit(lease, store_uri, model_id, date, run_id, written, pending)
+                written += 1
+            progress.close()
     summary = run_summary(store_uri, model_id, bundles[0].reference, date, alpha=alpha)
     summary.update({
         "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo),
-        "already_scored": len(rows) - len(todo), "chunks_written": written,
+        "already_scored": len(rows) - len(todo), "chunks_written": written, "lease_wait_s": round(lease.waited_s, 2),
         "seconds": round(time.perf_counter() - t0, 2),
     })
     storage.write_bytes(storage.join(store_uri, "runs", f"{date}-{run_id}.json"),
                         json.dumps(summary, indent=2, default=str).encode())
     return summary
+
+
+def check_date(date: str) -> str:
+    """A partition date: ``YYYY-MM-DD`` and a real calendar day, nothing else (it becomes a path)."""
+    if not isinstance(date, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise DeepgenError(f"--date {date!r} is not a date; give it as YYYY-MM-DD, e.g. 2024-05-31.")
+    try:
+        datetime.strptime(date, "%Y-%m-%d")
+    except ValueError as e:
+        raise DeepgenError(f"--date {date!r} is not a calendar day; give a real date as YYYY-MM-DD.") from e
+    return date
+
+
+def _commit(lease: Lease, store_uri: str, model_id: str, date: str, run_id: str, index: int,
+            pending: list[pa.Table]) -> None:
+    """Write one chunk, but only while this run still holds the lease (a run stalled past its expiry
+    may have been overtaken; it stops rather than write rows twice)."""
+    lease.renew()
+    if not lease.held:
+        raise DeepgenError(f"this rescore lost its lease {lease.uri} (it stalled longer than the lease lasts and "
+                           "another run took over); its committed chunks are kept, so rerun it to finish.")
+    store.write_chunk(store_uri, model_id, date, run_id, index, pa.concat_tables(pending))
 
 
 def run_summary(store_uri: str, model_id: str, reference: dict, date: str, alpha: float = 0.01,

@@ -8,6 +8,8 @@ Layout (local directory or ``s3://`` prefix)::
 Every chunk is one atomic write (rename locally, one PUT on S3), so a killed run loses at most
 the chunk in flight and never leaves a half-written file; the next run skips every
 ``(media_id, fingerprint)`` already present for the model and so scores each item exactly once.
+Runs that overlap take turns through a lease per store and model (:mod:`deepgen.scoring.lease`), and
+every reader deduplicates on ``(media_id, fingerprint, model_id)`` (:func:`dedupe_scores`).
 """
 
 from __future__ import annotations
@@ -68,10 +70,32 @@ def read_scores(store: str, model_id: str, date: str | None = None) -> pa.Table 
     fs, path = storage.get_fs(prefix)
     if not fs.exists(path):
         return None
-    files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files], promote_options="default")
+    with storage.remote_errors(prefix):
+        files = sorted(p for p in fs.find(path) if p.endswith(".parquet") and "/.tmp-" not in p and ".tmp-" not in
+                       p.rsplit("/", 1)[-1])
+        if not files:
+            return None
+        table = pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files], promote_options="default")
+    return dedupe_scores(table)
+
+
+def dedupe_scores(table: pa.Table) -> pa.Table:
+    """One row per ``(media_id, fingerprint, model_id)``: the earliest scored, so a store that two
+    overlapping runs (before leases) wrote twice still reads as if each item was scored once."""
+    keys = [c for c in ("media_id", "fingerprint", "model_id") if c in table.column_names]
+    if not keys or table.num_rows == 0:
+        return table
+    cols = table.select(keys).to_pydict()
+    stamps = table.column("scored_at").to_pylist() if "scored_at" in table.column_names else [None] * table.num_rows
+    order = sorted(range(table.num_rows), key=lambda i: (stamps[i] is None, stamps[i] or 0, i))
+    seen: set[tuple] = set()
+    keep = []
+    for i in order:
+        key = tuple(cols[k][i] for k in keys)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return table if len(keep) == table.num_rows else table.take(sorted(keep))
 
 
 def scored_keys(store: str, model_id: str) -> set[tuple[str, str]]:
