@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except Exception as e:  # an S3 failure no storage call translated: still one sentence, not a traceback
+        if not type(e).__module__.startswith("botocore"):
+            raise
+        from deepgen.storage import remote_error
+
+        click.echo(f"error: {remote_error('an s3:// location', e) or f'S3 failed ({e}); check the URI and credentials.'}",
+                   err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
+import posixpath
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -67,15 +71,79 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
+MAX_EPOCHS = 10_000
+_KINDS = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Whether a recipe value has the dataclass field's type (bools are not numbers, numbers are finite)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        return (isinstance(value, tuple | list) and (Ellipsis in args or len(value) == len(args))
+                and all(_type_ok(v, args[0] if Ellipsis in args else a) for v, a in zip(value, args)))
+    return True
+
+
+def _describe(tp: Any) -> str:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} {_KINDS.get(args[0], 'value')}s" if Ellipsis not in args else "a list"
+    return _KINDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def check_types(obj: Any, where: str, prefix: str = "") -> None:
+    """One sentence for the first recipe value whose type does not match its field (a string for a
+    bool, NaN or inf for a float, 1.5 for an int), sections included."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in _SECTIONS and isinstance(obj, TrainConfig):
+            check_types(value, where, f"{f.name}.")
+            continue
+        if not _type_ok(value, hints[f.name]):
+            raise DeepgenError(f"{where}: {prefix}{f.name} is {value!r}; set it to {_describe(hints[f.name])}.")
+
+
 def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Raise a one-sentence DeepgenError for an unusable recipe; return it unchanged otherwise."""
+    check_types(cfg, where)
     cfg.model.validate(where)
-    for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lambda_boundary", "lr", "weight_decay"):
+    for name in ("lambda_domain", "lambda_supcon", "lambda_method", "lambda_boundary", "lr", "weight_decay",
+                 "grl_gamma", "crop_margin"):
         value = getattr(cfg, name)
-        if not isinstance(value, int | float) or value < 0:
-            raise DeepgenError(f"{where}: {name} is {value!r}; set it to a number >= 0.")
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise DeepgenError(f"{where}: {name} is {value!r}; set it to a finite number >= 0.")
     if cfg.lr == 0:
         raise DeepgenError(f"{where}: lr is 0; set a positive learning rate such as 1e-3.")
+    if cfg.supcon_temperature <= 0:
+        raise DeepgenError(f"{where}: supcon_temperature is {cfg.supcon_temperature!r}; set a temperature > 0 "
+                           "such as 0.1.")
+    if cfg.epochs > MAX_EPOCHS:
+        raise DeepgenError(f"{where}: epochs is {cfg.epochs!r}; use at most {MAX_EPOCHS} epochs.")
+    if cfg.seed < 0:
+        raise DeepgenError(f"{where}: seed is {cfg.seed!r}; use a whole number >= 0.")
+    p = cfg.perturb
+    for name in ("jpeg_quality", "blur_sigma", "noise_std", "downscale_factor"):
+        lo, hi = getattr(p, name)
+        if lo < 0 or lo > hi:
+            raise DeepgenError(f"{where}: perturb.{name} is {[lo, hi]!r}; give [low, high] with 0 <= low <= high.")
+    if p.jpeg_quality[1] > 100 or p.downscale_factor[1] > 1 or p.downscale_factor[0] <= 0 or p.color_strength < 0:
+        raise DeepgenError(f"{where}: perturb settings are out of range (jpeg_quality within 1..100, downscale_factor "
+                           "within (0, 1], color_strength >= 0); fix the perturb section.")
     for name in ("epochs", "batch_size", "num_to_keep"):
         if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < (2 if name == "batch_size" else 1):
             raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set it to a positive integer"
@@ -144,21 +212,45 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _recipe_key(where: str) -> str:
+    """A recipe file's normalised location, for cycle detection (``a/./b.yaml`` is ``a/b.yaml``)."""
+    if storage.is_remote(where):
+        scheme, _, rest = where.partition("://")
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.realpath(os.path.abspath(os.path.expanduser(where)))
+
+
+def resolve_base(base: str, where: str) -> str:
+    """Where ``base:`` in the recipe at ``where`` points: a packaged name (``erm``) as it is, an
+    absolute path or URI as it is, and any other path relative to the recipe's own folder."""
+    if "/" not in base and not base.endswith((".yaml", ".yml")) and not storage.is_remote(base):
+        return base  # a packaged recipe name
+    if storage.is_remote(base) or os.path.isabs(os.path.expanduser(base)):
+        return os.path.expanduser(base) if not storage.is_remote(base) else base
+    if storage.is_remote(where):
+        scheme, _, rest = where.partition("://")
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), base))}"
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(where)), base))
+
+
 def read_recipe(config: str, _seen: tuple[str, ...] = ()) -> dict:
-    """A recipe file as a mapping, with ``base: NAME_OR_PATH`` resolved (the file's keys override the base's)."""
+    """A recipe file as a mapping, with ``base: NAME_OR_PATH`` resolved (the file's keys override the base's).
+
+    A relative ``base:`` path is relative to the recipe's own folder (as includes are in other config
+    systems); a chain of bases that comes back to a file already read is refused in one sentence.
+    """
     where = recipe_path(config)
+    key = _recipe_key(where)
+    if key in _seen:
+        raise DeepgenError(f"{where}: base recipes form a cycle ({' -> '.join((*_seen, key))}); break it.")
     data = read_yaml_mapping(where, "config file", "a recipe such as configs/full.yaml or a packaged name "
                              "(full)", "deepgen/configs/erm.yaml")
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise DeepgenError(f"{where}: base is {base!r}; name a recipe such as `base: full`.")
-    if base in _seen or where in _seen:
-        raise DeepgenError(f"{where}: base recipes form a cycle ({' -> '.join((*_seen, where))}); break it.")
-    if "/" in base and not storage.is_remote(base) and not base.startswith("/"):
-        base = storage.join(where.rsplit("/", 1)[0], base) if "/" in where else base
-    return _merge(read_recipe(base, (*_seen, where)), data)
+    if not isinstance(base, str) or not base.strip():
+        raise DeepgenError(f"{where}: base is {base!r}; name a recipe such as `base: full` or a YAML path.")
+    return _merge(read_recipe(resolve_base(base, where), (*_seen, key)), data)
 
 
 def load_config(config: str | dict | TrainConfig, overrides: dict | None = None) -> TrainConfig:
