@@ -1,0 +1,130 @@
+"""Issue 24, findings 2 and 4: rescoring stays exactly-once when two runs overlap (a lease per store and
+model), readers deduplicate an already damaged store, and ``--date`` cannot write outside the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from deepgen import storage
+from deepgen.cli import main
+from deepgen.errors import DeepgenError
+from deepgen.scoring import lease as lease_mod
+from deepgen.scoring.lease import Lease, lease_uri
+from deepgen.scoring.store import read_scores, write_chunk
+from deepgen.testing.faces import noise_frames
+
+
+@pytest.mark.parametrize("date", ["../../../x/evil", "../x", "2026-11-25/../../x", "2026-13-01", "tomorrow"])
+def test_date_outside_yyyy_mm_dd_is_refused(tmp_path, tiny_bundle, capsys, date):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()  # nothing to score: before the fix the run file went straight to store/runs/<date>...
+    store = tmp_path / "a" / "b" / "store"
+    with pytest.raises(SystemExit) as e:
+        main(["rescore", "--incoming", str(incoming), "--checkpoint", tiny_bundle, "--store", str(store),
+              "--date", date])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: --date") and "YYYY-MM-DD" in err and "\n" not in err
+    assert sorted(os.listdir(tmp_path)) == ["incoming"]  # nothing written anywhere
+
+
+def test_local_lease_is_exclusive_waits_and_takes_over_an_expired_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease_mod, "POLL_S", 0.05)
+    store = str(tmp_path / "store")
+    first = Lease(store, "m1", wait_s=0.3).acquire()
+    holder = json.loads(open(lease_uri(store, "m1")).read())
+    assert holder["owner"] == first.owner and holder["expires"] > time.time()
+    with pytest.raises(DeepgenError, match="another rescore .* has held the lease"):
+        Lease(store, "m1", wait_s=0.3).acquire()
+    with Lease(store, "m2", wait_s=0.3):  # another model: its own lease
+        pass
+    first.release()
+    assert not os.path.exists(lease_uri(store, "m1"))
+    with Lease(store, "m1", wait_s=0.3) as second:
+        assert second.held
+    # a holder that died: its lease expires and exactly one waiting run takes it over
+    dead = Lease(store, "m1", ttl_s=0.2).acquire()
+    dead._stop.set()  # no heartbeat any more: as if the process was killed
+    time.sleep(0.3)
+    taker = Lease(store, "m1", wait_s=2).acquire()
+    assert json.loads(open(lease_uri(store, "m1")).read())["owner"] == taker.owner
+    dead.renew()
+    assert not dead.held  # the dead run cannot renew (nor commit) any more
+    taker.release()
+
+
+def test_s3_lease_uses_conditional_writes(s3_bucket, monkeypatch):
+    monkeypatch.setattr(lease_mod, "POLL_S", 0.05)
+    uri = f"{s3_bucket}/leases/x.json"
+    v1 = storage.create_exclusive(uri, b"one")
+    assert v1 is not None and storage.create_exclusive(uri, b"two") is None  # If-None-Match: *
+    v2 = storage.replace_if_version(uri, b"three", v1)
+    assert v2 is not None and storage.replace_if_version(uri, b"four", v1) is None  # If-Match
+    assert storage.read_bytes(uri) == b"three"
+    store = f"{s3_bucket}/store"
+    held = Lease(store, "m", wait_s=0.3).acquire()
+    with pytest.raises(DeepgenError, match="has held the lease"):
+        Lease(store, "m", wait_s=0.3).acquire()
+    held.release()
+    with Lease(store, "m", wait_s=0.3) as again:
+        assert again.held
+
+
+def _rows(ids: list[str], model_id: str, stamp_s: int) -> pa.Table:
+    from datetime import datetime, timezone
+
+    from deepgen.scoring.pipeline import scores_schema
+
+    t = datetime.fromtimestamp(1_700_000_000 + stamp_s, timezone.utc)
+    return pa.Table.from_pylist([{"media_id": m, "uri": m, "fingerprint": "f", "model_id": model_id,
+                                  "status": "ok", "score": 0.25 + stamp_s, "scored_at": t} for m in ids],
+                                schema=scores_schema())
+
+
+def test_readers_and_summaries_deduplicate_a_damaged_store(tmp_path):
+    from deepgen.scoring.nightly import run_summary
+
+    store = str(tmp_path / "store")
+    write_chunk(store, "m", "2026-11-25", "a", 0, _rows(["x", "y"], "m", 0))
+    write_chunk(store, "m", "2026-11-25", "b", 0, _rows(["x", "y", "z"], "m", 1))  # an overlapping run's rows
+    table = read_scores(store, "m")
+    assert sorted(table.column("media_id").to_pylist()) == ["x", "y", "z"]
+    assert {r["media_id"]: r["score"] for r in table.to_pylist()} == {"x": 0.25, "y": 0.25, "z": 1.25}
+    summary = run_summary(store, "m", {}, "2026-11-25")
+    assert summary["rows"] == 3 and summary["by_status"] == {"ok": 3}
+
+
+def test_two_concurrent_rescore_processes_leave_one_row_per_item(ray_session, tiny_bundle, tmp_path):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for i in range(4):  # tiny images: the race is in the store, not in the decoding
+        cv2.imwrite(str(incoming / f"m{i}.png"), noise_frames(1, 64, 48, seed=i)[0])
+    store = str(tmp_path / "store")
+    address = ray_session.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "deepgen.cli", "rescore", "--incoming", str(incoming), "--checkpoint", tiny_bundle,
+           "--store", store, "--date", "2026-11-25", "--chunk-size", "1", "--model-batch", "1", "--frames", "1",
+           "--address", address, "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-2000:] for o in outs]
+    summaries = [json.loads(o[0]) for o in outs]
+    assert sorted(s["items_scored"] for s in summaries) == [0, 4]  # one run scored, the other waited and skipped
+    fs, path = storage.get_fs(os.path.join(store, "scores"))
+    raw = [r for f in fs.find(path) if f.endswith(".parquet") for r in pq.read_table(f).to_pylist()]
+    ids = [r["media_id"] for r in raw]
+    assert sorted(ids) == sorted(f"incoming/m{i}.png" for i in range(4))  # exactly one row per item on disk
+    assert not os.path.exists(lease_uri(store, summaries[0]["model_id"]))  # released
