@@ -15,6 +15,7 @@ from deepgen import storage
 from deepgen.adapt.align import fit_alignment_from_stats
 from deepgen.adapt.fewshot import adapt_head, finetune_head, make_tasks, meta_train_fomaml
 from deepgen.errors import DeepgenError
+from deepgen.models.bundle import OWNER_MARKERS
 
 
 def _features(checkpoint: str, faces: list[str], split: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str
     from deepgen.runtime import init_ray
 
     inputs = [checkpoint, *target_faces]
-    storage.check_output_path(out, inputs=inputs, overwrite=overwrite)  # before any work
+    storage.check_output_path(out, inputs=inputs, overwrite=overwrite, markers=OWNER_MARKERS)  # before any work
     bundle = load_bundle(checkpoint)
     if "mean" not in bundle.reference or "cov" not in bundle.reference:
         raise DeepgenError(f"{checkpoint} stores no reference feature statistics; retrain it with `deepgen train`.")
@@ -84,7 +85,7 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
         raise DeepgenError("fomaml needs --meta-faces (faces with several manipulation methods); pass them "
                            "or use --method finetune.")
     inputs = [checkpoint, *support, *(meta_faces or [])]
-    storage.check_output_path(out, inputs=inputs, overwrite=overwrite)  # before any work
+    storage.check_output_path(out, inputs=inputs, overwrite=overwrite, markers=OWNER_MARKERS)  # before any work
     bundle = load_bundle(checkpoint)
     init_ray(address)
     x, y, _ = _features(checkpoint, support)

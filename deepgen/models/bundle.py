@@ -35,6 +35,7 @@ REFERENCE = "reference_features.npz"
 DATASETS = "datasets.json"
 METRICS = "metrics.json"
 CORE_FILES = (WEIGHTS, CONFIG, CALIBRATION, REFERENCE, DATASETS, METRICS)
+OWNER_MARKERS = (REFERENCE,)  # a file only deepgen names so: a bundle folder deepgen wrote (storage.remove_owned)
 REFERENCE_SAMPLE = 256
 
 
@@ -163,7 +164,7 @@ def save_bundle(
     for name in extras or {}:
         if f"{name}.json" in CORE_FILES:
             raise DeepgenError(f"extra record {name!r} collides with a bundle file; choose another name.")
-    with storage.atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
+    with storage.atomic_dir(out, overwrite=overwrite, inputs=inputs, markers=OWNER_MARKERS) as tmp:
         storage.write_bytes(storage.join(tmp, WEIGHTS), weights)
         storage.write_bytes(storage.join(tmp, CONFIG), _json(config))
         storage.write_bytes(storage.join(tmp, CALIBRATION), _json(calibration))

@@ -78,7 +78,10 @@ class Lease:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
-            self.renew()
+            try:
+                self.renew()
+            except Exception:  # a transient storage error: try again next beat (the lease lasts 3 beats)
+                continue
 
     def renew(self) -> None:
         """Push the expiry forward (only while this run still holds the lease)."""

@@ -179,7 +179,7 @@ def train(
     from ray.train.torch import TorchTrainer
 
     from deepgen.models import create_detector
-    from deepgen.models.bundle import reference_stats, save_bundle
+    from deepgen.models.bundle import OWNER_MARKERS, reference_stats, save_bundle
     from deepgen.progress import progress_enabled
     from deepgen.runtime import init_ray
 
@@ -193,7 +193,7 @@ def train(
         raise DeepgenError(f"workers is {workers}; use at least one training worker.")
     heldout = [str(f) for f in heldout or []]
     bundle_uri = storage.join(out, BUNDLE_DIR)
-    storage.check_output_path(bundle_uri, inputs=[*faces, *heldout], overwrite=overwrite)
+    storage.check_output_path(bundle_uri, inputs=[*faces, *heldout], overwrite=overwrite, markers=OWNER_MARKERS)
     if heldout:
         check_faces_paths(heldout)
     data = build_train_data(faces, cfg, heldout)

@@ -158,7 +158,9 @@ def best_config_yaml(settings: TuneSettings, best: dict[str, Any]) -> bytes:
 def copy_dir(src: str, dst: str) -> None:
     """Replace ``dst`` with a copy of the directory ``src`` (local paths or s3:// URIs)."""
     fs, src_path = storage.get_fs(src)
-    storage.remove_owned(dst, inputs=[src])  # only a bundle deepgen copied there before
+    from deepgen.models.bundle import OWNER_MARKERS
+
+    storage.remove_owned(dst, inputs=[src], markers=OWNER_MARKERS)  # only a bundle deepgen wrote there before
     for path in fs.find(src_path):
         rel = path[len(src_path.rstrip("/")) + 1:]
         storage.write_bytes(storage.join(dst, *rel.split("/")), storage.read_bytes(storage.to_uri(fs, path)))

@@ -178,10 +178,12 @@ def tune_sweep(
                            "another --out.")
     if resume and not started:
         raise DeepgenError(f"there is no sweep to resume in {experiment}; run without --resume to start one.")
+    # the best bundle is replaced at the end: refuse now (before Ray) a folder there that deepgen did not write
+    from deepgen.models.bundle import OWNER_MARKERS
     from deepgen.tune.results import BEST_BUNDLE
 
-    # the best bundle is replaced at the end: refuse now (before Ray) a folder there that deepgen did not write
-    storage.check_output_path(storage.join(out, BEST_BUNDLE), inputs=[*faces, *heldout], overwrite=True)
+    storage.check_output_path(storage.join(out, BEST_BUNDLE), inputs=[*faces, *heldout], overwrite=True,
+                              markers=OWNER_MARKERS)
 
     t0 = time.perf_counter()
     init_ray(address)
