@@ -129,4 +129,4 @@ def test_evaluate_and_score_refuse_an_existing_output_before_any_work(tmp_path, 
     err = _cli_error(capsys, ["score", "--manifest", str(tmp_path / "nope.parquet"), "--checkpoint",
                               str(tmp_path / "nope"), "--out", str(report)])
     assert "already exists" in err
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 30  # no bundle loaded, no Ray started
