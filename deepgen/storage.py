@@ -7,6 +7,7 @@ non-AWS endpoint such as a local test server.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import uuid
@@ -148,8 +149,6 @@ def create_exclusive(uri: str, data: bytes) -> str | None:
     """Create the file ``uri`` holding ``data`` only if it does not exist yet; its version (see
     :func:`read_versioned`) when this call created it, else None. Atomic: ``O_CREAT|O_EXCL`` locally, a
     conditional PUT (``If-None-Match: *``) on S3."""
-    import hashlib
-
     if is_remote(uri):
         try:
             etag = _s3_call(uri, "put_object", Body=data, IfNoneMatch="*")["ETag"]
@@ -183,8 +182,6 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
                 return None
             raise
         return resp["Body"].read(), str(resp["ETag"])
-    import hashlib
-
     _, path = get_fs(uri)
     try:
         with open(path, "rb") as f:
@@ -208,8 +205,6 @@ def replace_if_version(uri: str, data: bytes, version: str) -> str | None:
             if _precondition_failed(e) or "NoSuchKey" in str(e):
                 return None
             raise
-    import hashlib
-
     current = read_versioned(uri)
     if current is None or current[1] != version or create_exclusive(f"{get_fs(uri)[1]}.cas-{version}", b"") is None:
         return None
