@@ -59,6 +59,15 @@ def test_local_lease_is_exclusive_waits_and_takes_over_an_expired_one(tmp_path, 
     dead.renew()
     assert not dead.held  # the dead run cannot renew (nor commit) any more
     taker.release()
+    # a killed run on this machine: its process is gone, so its lease is taken over before it expires
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = json.loads(Lease(store, "m1")._content())
+    stale.update(pid=gone.pid, owner="killed", expires=time.time() + 3600)
+    storage.write_bytes(lease_uri(store, "m1"), json.dumps(stale).encode())
+    t0 = time.monotonic()
+    with Lease(store, "m1", wait_s=5) as after_kill:
+        assert after_kill.held and time.monotonic() - t0 < 2
 
 
 def test_s3_lease_uses_conditional_writes(s3_bucket, monkeypatch):

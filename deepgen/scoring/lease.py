@@ -4,7 +4,8 @@ The lease is one small JSON file, ``STORE/leases/model_id=<id>.json``, holding i
 expiry. It is taken atomically (``O_CREAT|O_EXCL`` on local disk, a conditional PUT with
 ``If-None-Match: *`` on S3), renewed by a heartbeat while its run works, and released at the end.
 A run that finds the lease held waits for it; a lease whose owner died is taken over once it has
-expired, by a compare-and-swap on the version read (``If-Match`` on S3), so only one taker wins.
+expired (at once when the owner ran on this machine and its process is gone), by a compare-and-swap
+on the version read (``If-Match`` on S3), so only one taker wins.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ from deepgen.errors import DeepgenError
 
 TTL_S = 300.0  # a lease not renewed for this long is stale (its owner died)
 POLL_S = 0.5
+
+
+def _dead_here(holder: dict) -> bool:
+    """True when the lease's owner ran on this machine and its process is gone (a killed run's lease
+    need not wait for its expiry)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def lease_uri(store: str, model_id: str) -> str:
@@ -42,8 +57,8 @@ class Lease:
 
     def _content(self) -> bytes:
         now = time.time()
-        return json.dumps({"owner": self.owner, "model_id": self.model_id, "renewed": now,
-                           "expires": now + self.ttl_s}).encode()
+        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+                           "model_id": self.model_id, "renewed": now, "expires": now + self.ttl_s}).encode()
 
     def acquire(self) -> Lease:
         """Take the lease: at once when free, after its holder releases it, or over an expired one."""
@@ -58,7 +73,7 @@ class Lease:
                 data, version = current
                 try:
                     holder = json.loads(data)
-                    expired = float(holder["expires"]) < time.time()
+                    expired = float(holder["expires"]) < time.time() or _dead_here(holder)
                 except (ValueError, KeyError, TypeError):
                     expired = False  # being written this instant: its creator holds it
                 if expired:
