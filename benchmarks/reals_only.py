@@ -77,9 +77,15 @@ def subset(faces: str, out: str, keep) -> str:
 
 def measure(bundle_uri: str, faces: str) -> dict:
     """Video predictions of the test and val people through the evaluation path, and the figures above."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from deepgen.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature, sigmoid
+    from deepgen.evaluation.calibration import (
+        apply_temperature,
+        expected_calibration_error,
+        fit_temperature,
+        sigmoid,
+    )
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.run import score_frames, video_predictions
     from deepgen.faces.extract import read_faces
@@ -87,7 +93,7 @@ def measure(bundle_uri: str, faces: str) -> dict:
 
     bundle = load_bundle(bundle_uri)
     table = read_faces(faces)
-    table = table.filter(pc.is_in(table["split"], value_set=__import__("pyarrow").array(["val", "test"])))
+    table = table.filter(pc.is_in(table["split"], value_set=pa.array(["val", "test"])))
     frames = score_frames(table, bundle_uri, mc_passes=0, evidence=False, quiet=True)
     videos, _ = video_predictions(frames, bundle.temperature, ["split"])
     test, val = videos[videos["split"] == "test"], videos[videos["split"] == "val"]
@@ -115,6 +121,7 @@ def measure(bundle_uri: str, faces: str) -> dict:
 
 def run_seed(args, seed: int, recipe: str, reference: bool) -> dict:
     """One seed: corpus, faces, training (reals alone, or with the train people's forgeries), measurement."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from deepgen.train import train
@@ -125,10 +132,10 @@ def run_seed(args, seed: int, recipe: str, reference: bool) -> dict:
     name = f"{recipe}-with-fakes" if reference else recipe
     if reference:  # the train people's real forgeries train; the val people's select
         def keep(t):
-            return pc.is_in(t["split"], value_set=__import__("pyarrow").array(["train", "val"]))
+            return pc.is_in(t["split"], value_set=pa.array(["train", "val"]))
     else:  # real faces of the train and val people, not one fake
         def keep(t):
-            return pc.and_(pc.equal(t["label"], 0), pc.is_in(t["split"], value_set=__import__("pyarrow").array(["train", "val"])))
+            return pc.and_(pc.equal(t["label"], 0), pc.is_in(t["split"], value_set=pa.array(["train", "val"])))
     data = subset(faces, os.path.join(work, f"train-{name}"), keep)
     run = os.path.join(work, f"run-{name}")
     overrides = {"seed": seed, **({"epochs": args.epochs} if args.epochs else {})}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from click.testing import CliRunner
 
 import deepgen.runtime
 from deepgen.errors import DeepgenError
@@ -13,6 +16,7 @@ from deepgen.models.bundle import load_bundle
 from deepgen.storage import read_table, write_table
 from deepgen.testing.toyfaces import toy_faces_table
 from deepgen.train import load_config, train
+from deepgen.train.command import train as train_command
 from deepgen.train.data import build_train_data, validation_rows
 from deepgen.train.loop import per_dataset_auc
 
@@ -73,20 +77,26 @@ def test_sbi_trains_on_reals_only_and_the_bundle_scores_media(ray_session, reals
     from deepgen.scoring import ScoreConfig, score
     from deepgen.testing.faces import face_frames, load_rgb, write_video
 
-    result = train("sbi", [reals], str(tmp_path / "run"), workers=1, overrides=SMALL, quiet=True)
-    assert result["validation_fakes"] == "synthetic"
-    selected = result["metrics"]
-    assert 0.0 <= selected["val_auc"] <= 1.0 and selected["val_auc"] == selected["val_synthetic_auc"]
-    bundle = load_bundle(result["bundle"])
+    recipe = tmp_path / "sbi_small.yaml"  # the packaged sbi recipe, shrunk for a test
+    recipe.write_text(json.dumps({"base": "sbi", "epochs": 1, "batch_size": 8,
+                                  "model": {"backbone": "test_efficientnet", "weights": None, "image_size": 48}}))
+    res = CliRunner().invoke(train_command, ["--config", str(recipe), "--faces", reals, "--out", str(tmp_path / "run"),
+                                             "--workers", "1", "--quiet"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "validated and calibrated on pseudo-fakes of the validation reals" in res.stdout
+    bundle = load_bundle(str(tmp_path / "run" / "bundle"))
     assert bundle.metrics["validation_fakes"] == "synthetic"  # the bundle records what it was validated on
+    selected = bundle.metrics["selected"]
+    assert 0.0 <= selected["val_auc"] <= 1.0 and selected["val_auc"] == selected["val_synthetic_auc"]
     assert bundle.temperature > 0 and bundle.datasets["train"] == ["reals"]
 
     video = write_video(str(tmp_path / "face.mp4"), face_frames(load_rgb(real_faces_dir / "img1.jpg"), 4, 192, 144))
     manifest = str(tmp_path / "m.parquet")
     write_table(pa.Table.from_pylist([{"media_id": "t/face.mp4", "uri": video, "media_type": "video",
                                        "label": 0, "dataset": "t"}]), manifest)
-    summary = score(manifest, result["bundle"], str(tmp_path / "scores"), ScoreConfig(frames=2, model_batch=2))
+    summary = score(manifest, str(tmp_path / "run" / "bundle"), str(tmp_path / "scores"),
+                    ScoreConfig(frames=2, model_batch=2))
     row = read_table(str(tmp_path / "scores")).to_pylist()[0]
-    assert summary["model_id"] == result["model_id"] == row["model_id"]
+    assert summary["model_id"] == bundle.model_id == row["model_id"]
     assert row["status"] == "ok" and 0.0 <= row["score"] <= 1.0 and row["n_faces"] == 2
     assert row["score"] == pytest.approx(1 / (1 + np.exp(-row["logit"] / bundle.temperature)))
