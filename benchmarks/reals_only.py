@@ -178,14 +178,23 @@ def main() -> None:
 
     from deepgen.runtime import init_ray
 
-    init_ray(None)
+    for attempt in range(5):  # a loaded machine can miss Ray's 30 s node start-up window: try again
+        try:
+            init_ray(None)
+            break
+        except Exception as e:
+            import ray
+
+            ray.shutdown()
+            print(f"ray start attempt {attempt + 1} failed ({e}); retrying", file=sys.stderr, flush=True)
+            time.sleep(10)
     rows = []
-    for seed in args.seeds:
-        rows.append(run_seed(args, seed, args.recipe, reference=False))
-        if args.reference:
-            rows.append(run_seed(args, seed, args.reference, reference=True))
-    with open(os.path.join(args.work, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "summary": summarize(rows)}, f, indent=2)
+    runs = [(seed, args.recipe, False) for seed in args.seeds]  # every seed of reals-only training first
+    runs += [(seed, args.reference, True) for seed in args.seeds] if args.reference else []
+    for seed, recipe, reference in runs:
+        rows.append(run_seed(args, seed, recipe, reference))
+        with open(os.path.join(args.work, "results.json"), "w") as f:  # after every run: partial results survive
+            json.dump({"args": vars(args), "rows": rows, "summary": summarize(rows)}, f, indent=2)
     for s in summarize(rows):
         print(json.dumps(s))
 
