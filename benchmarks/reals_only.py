@@ -99,7 +99,7 @@ def measure(bundle_uri: str, faces: str) -> dict:
     test, val = videos[videos["split"] == "test"], videos[videos["split"] == "val"]
     y, z = test["label"].to_numpy().astype(int), test["logit"].to_numpy()
     t_real = fit_temperature(val["logit"].to_numpy(), val["label"].to_numpy().astype(int))
-    shipped = sigmoid(apply_temperature(z, bundle.temperature))
+    shipped = apply_temperature(z, bundle.temperature)  # P(fake) = sigmoid(z / T)
     out = {
         "test_videos": int(len(test)), "test_real": int((y == 0).sum()), "test_fake": int((y == 1).sum()),
         "auc": compute_metrics(y, z)["auc"],
@@ -107,8 +107,13 @@ def measure(bundle_uri: str, faces: str) -> dict:
         "fake_caught": float(np.mean(shipped[y == 1] >= 0.5)),
         "temperature": float(bundle.temperature), "temperature_real": float(t_real),
         "ece_shipped": expected_calibration_error(y, shipped, n_bins=10),
-        "ece_real_t": expected_calibration_error(y, sigmoid(apply_temperature(z, t_real)), n_bins=10),
+        "ece_real_t": expected_calibration_error(y, apply_temperature(z, t_real), n_bins=10),
         "ece_raw": expected_calibration_error(y, sigmoid(z), n_bins=10),
+        # the same threshold on the val people's real videos (the reals the detector selected on) and
+        # on single test frames: where real videos cross 0.5
+        "val_real_flagged": float(np.mean(val["logit"].to_numpy()[val["label"].to_numpy() == 0] >= 0)),
+        "real_flagged_frames": float(np.mean(frames.loc[(frames["split"] == "test") & (frames["label"] == 0),
+                                                        "logit"].to_numpy() >= 0)),
         "validation_fakes": bundle.metrics.get("validation_fakes"),
         "val_auc_selected": bundle.metrics.get("selected", {}).get("val_auc"),
     }
@@ -140,9 +145,10 @@ def run_seed(args, seed: int, recipe: str, reference: bool) -> dict:
     run = os.path.join(work, f"run-{name}")
     overrides = {"seed": seed, **({"epochs": args.epochs} if args.epochs else {})}
     t0 = time.perf_counter()
-    result = train(recipe, [data], run, workers=1, overrides=overrides, overwrite=True, quiet=True)
-    row = {"recipe": name, "seed": seed, "train_s": round(time.perf_counter() - t0, 1),
-           **measure(result["bundle"], faces)}
+    bundle = os.path.join(run, "bundle")
+    if not (args.reuse and os.path.exists(os.path.join(bundle, "metrics.json"))):
+        train(recipe, [data], run, workers=1, overrides=overrides, overwrite=True, quiet=True)
+    row = {"recipe": name, "seed": seed, "train_s": round(time.perf_counter() - t0, 1), **measure(bundle, faces)}
     print(json.dumps(row), flush=True)
     return row
 
@@ -173,6 +179,7 @@ def main() -> None:
     p.add_argument("--recipe", default="sbi", help="Recipe trained on real faces alone.")
     p.add_argument("--reference", default=None, help="Also train this recipe WITH the train people's forgeries.")
     p.add_argument("--epochs", type=int, default=None, help="Override the recipes' epochs.")
+    p.add_argument("--reuse", action="store_true", help="Measure runs already trained under --work again.")
     p.add_argument("--synth-pythonpath", default=None, help="PYTHONPATH of a checkout with `synth --photos`.")
     args = p.parse_args()
 
