@@ -115,9 +115,9 @@ def test_training_batch_blends_other_faces_with_blend_other_prob(faces, monkeypa
     monkeypatch.setattr(data_mod, "self_blend", count("self", real_self))
     monkeypatch.setattr(data_mod, "other_blend", count("other", real_other))
     for prob, expect in ((0.0, "self"), (1.0, "other")):
-        calls.update(self=0, other=0)
         cfg = load_config({"sbi_prob": 1.0, "blend_other_prob": prob, "batch_size": 8})
-        data = build_train_data([faces], cfg)
+        data = build_train_data([faces], cfg)  # its validation pseudo-fakes use the same blenders
+        calls.update(self=0, other=0)
         rows = data.train.slice(0, 16)
         batch = {c: rows[c].to_numpy(zero_copy_only=False) for c in rows.column_names}
         images, labels, _, _, masks = make_train_batch(batch, cfg, np.random.default_rng(1), 0, with_masks=True)

@@ -48,11 +48,16 @@ def test_carved_split_is_deterministic_and_by_identity(train_only):
 
 def test_one_class_altogether_fails_in_one_sentence(tmp_path):
     table = toy_faces_table(n_per_class=20, seed=0, splits=(1.0, 0.0))
-    reals = table.filter(pa.compute.equal(table["label"], 0))
-    path = str(tmp_path / "reals.parquet")
-    write_table(reals, path)
-    with pytest.raises(DeepgenError, match=r"reals.parquet hold no fake faces at all \(20 faces, all real\)"):
+    fakes = table.filter(pa.compute.equal(table["label"], 1))
+    path = str(tmp_path / "fakes.parquet")
+    write_table(fakes, path)
+    with pytest.raises(DeepgenError, match=r"fakes.parquet hold no real faces at all \(20 faces, all fake\)"):
         build_train_data([path], load_config({**CFG, "sbi_prob": 0.5}))
+    reals = str(tmp_path / "reals.parquet")  # reals alone: a pseudo-fake recipe carves real identities
+    write_table(table.filter(pa.compute.equal(table["label"], 0)), reals)
+    with pytest.warns(UserWarning, match=r"no validation split with real faces; validating on 2 of 20"):
+        data = build_train_data([reals], load_config({**CFG, "batch_size": 4, "sbi_prob": 0.5}))
+    assert data.validation_fakes == "synthetic" and data.train.num_rows == 18
 
 
 def test_train_cli_without_val_split(ray_session, train_only, tmp_path):

@@ -48,4 +48,10 @@ def train(config: str, faces: tuple[str, ...], out: str, workers: int, address: 
     aucs = {k[len("val_auc_"):]: round(v, 4) for k, v in metrics.items() if k.startswith("val_auc_")}
     click.echo(f"epoch {metrics['epoch']} selected: val_mean_auc {metrics['val_mean_auc']:.4f} per dataset "
                f"{json.dumps(aucs)}; temperature {result['temperature']:.3f}; {result['seconds']:.0f} s")
+    if result.get("validation_fakes") == "synthetic":
+        click.echo("validated and calibrated on pseudo-fakes of the validation reals (the faces hold no fakes): "
+                   "check the scores on real forgeries before trusting the threshold (README, \"Training from "
+                   "real footage only\")")
+    elif "val_synthetic_auc" in metrics:
+        click.echo(f"pseudo-fakes of the validation reals (not selected on): AUC {metrics['val_synthetic_auc']:.4f}")
     click.echo(f"bundle {result['bundle']} (model_id {result['model_id']})")

@@ -21,7 +21,7 @@ from deepgen.artifacts.boundary import boundary_loss, boundary_target
 from deepgen.errors import DeepgenError
 from deepgen.models import ModelConfig, create_detector, dann_coefficient, supcon_loss
 from deepgen.train.config import TrainConfig, load_config
-from deepgen.train.data import decode_image, make_train_batch
+from deepgen.train.data import decode_image, make_train_batch, validation_rows
 
 STATE = "state.pt"
 VAL_OUTPUTS = "val_outputs.npz"
@@ -30,14 +30,27 @@ MAX_VAL_FEATURES = 2048
 
 
 def per_dataset_auc(labels: np.ndarray, scores: np.ndarray, datasets: np.ndarray, names: list[str],
-                    heldout: list[str] = ()) -> dict:
+                    heldout: list[str] = (), synthetic: np.ndarray | None = None) -> dict:
     """``val_auc_<name>`` per dataset, ``val_mean_auc`` over the trained-on datasets, the pooled
-    ``val_auc`` of those, and ``heldout_mean_auc`` / ``heldout_min_auc`` over held-out datasets."""
+    ``val_auc`` of those, and ``heldout_mean_auc`` / ``heldout_min_auc`` over held-out datasets.
+
+    With ``synthetic`` (pseudo-fake twins of the validation reals) a dataset with real fakes is scored
+    on those alone and one without on its pseudo-fakes (:func:`validation_rows`); ``val_synthetic_auc``
+    reports the reals against the pseudo-fakes apart.
+    """
     from deepgen.evaluation.metrics import compute_metrics
 
     def auc(y, s):
         return compute_metrics(y, s)["auc"]
 
+    extra = {}
+    if synthetic is not None and np.any(synthetic):
+        synthetic = np.asarray(synthetic, bool)
+        trained = ~np.isin(datasets, [i for i, n in enumerate(names) if n in heldout])
+        pair = trained & (synthetic | (labels == 0))
+        extra["val_synthetic_auc"] = float(auc(labels[pair], scores[pair]))
+        main = validation_rows(labels, synthetic, datasets)
+        labels, scores, datasets = labels[main], scores[main], datasets[main]
     out = {}
     for i, name in enumerate(names):
         m = datasets == i
@@ -50,7 +63,7 @@ def per_dataset_auc(labels: np.ndarray, scores: np.ndarray, datasets: np.ndarray
         held = [out[f"val_auc_{n}"] for n in heldout if np.isfinite(out[f"val_auc_{n}"])]
         out["heldout_mean_auc"] = float(np.mean(held)) if held else float("nan")
         out["heldout_min_auc"] = float(np.min(held)) if held else float("nan")
-    return out
+    return {**out, **extra}
 
 
 def model_config_for(cfg: TrainConfig, n_domains: int, n_methods: int) -> ModelConfig:
@@ -164,7 +177,8 @@ def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarr
     """Logits, features, labels, dataset, video and track ids of this rank's validation shard (the inference path)."""
     from deepgen.inference import model_frame_outputs
 
-    cols: dict[str, list] = {k: [] for k in ("logits", "features", "labels", "datasets", "videos", "tracks")}
+    cols: dict[str, list] = {k: [] for k in ("logits", "features", "labels", "datasets", "videos", "tracks",
+                                             "synthetic")}
     for batch in shard.iter_batches(batch_size=max(cfg.batch_size, 64), batch_format="numpy"):
         out = model_frame_outputs(model, [decode_image(b) for b in batch["image"]], str(device))
         cols["logits"].append(out["logit"])
@@ -173,7 +187,9 @@ def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarr
         cols["datasets"].append(batch["dataset"].astype(np.int64))
         cols["videos"].append(batch["video"].astype(np.int64))
         cols["tracks"].append(batch["track"].astype(np.int64))
+        cols["synthetic"].append(batch["synthetic"].astype(bool))
     empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32)}
+    empty["synthetic"] = np.zeros(0, bool)
     return {k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64)) for k, v in cols.items()}
 
 
@@ -300,9 +316,10 @@ class _Worker:
             feats = np.concatenate([p["features"] for p in parts])
             videos = np.concatenate([p["videos"] for p in parts])
             tracks = np.concatenate([p["tracks"] for p in parts])
+            synthetic = np.concatenate([p["synthetic"] for p in parts])
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
             np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets, videos=videos,
-                     tracks=tracks, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+                     tracks=tracks, synthetic=synthetic, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
@@ -323,6 +340,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "epoch": epoch, **train_metrics, "resumed_from_epoch": w.resumed_from,
             **per_dataset_auc(np.concatenate([p["labels"] for p in parts]), sigmoid(logits),
                               np.concatenate([p["datasets"] for p in parts]), loop_config["val_datasets"],
-                              loop_config.get("heldout_datasets", [])),
+                              loop_config.get("heldout_datasets", []),
+                              np.concatenate([p["synthetic"] for p in parts])),
         }
         w.report(epoch, metrics, scored, parts)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.train.config import TrainConfig, load_config
-from deepgen.train.data import build_train_data, check_faces_paths
+from deepgen.train.data import build_train_data, check_faces_paths, validation_rows
 from deepgen.train.loop import (
     HISTORY,
     STATE,
@@ -258,6 +258,8 @@ def train(
     held_ids = [data.val_datasets.index(n) for n in data.heldout_datasets]
     seen = ~np.isin(val["datasets"], held_ids)  # held-out datasets never calibrate nor give reference features
     ref_rows = ~np.isin(val["feature_datasets"], held_ids)
+    synthetic = val.get("synthetic", np.zeros(len(val["labels"]), bool))
+    seen &= validation_rows(val["labels"], synthetic, val["datasets"])  # the fakes selection used
     temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
                                                 data.val_datasets, val["videos"][seen], val["tracks"][seen])
     from deepgen.evaluation.calibration import fit_temperature
@@ -274,6 +276,7 @@ def train(
         "history": history,
         "temperature": temperature,
         "frame_temperature": frame_temperature,  # fitted on frames instead of videos, for comparison
+        "validation_fakes": data.validation_fakes,  # real | synthetic (pseudo-fakes) | real+synthetic
         "train_seconds": time.perf_counter() - t0,
         "workers": workers,
         "use_gpu": bool(use_gpu),
@@ -305,6 +308,7 @@ def train(
         "metrics": selected,
         "history": history,
         "temperature": temperature,
+        "validation_fakes": data.validation_fakes,
         "checkpoints": storage.join(out, CHECKPOINTS_DIR, run_name),
         "seconds": metrics["train_seconds"],
     }
