@@ -156,3 +156,52 @@ def test_photos_errors_are_one_sentence(tmp_path, capsys):
     assert "no face was found in any of the 2 files" in _error(base + ["--photos", str(blank), "--landmarks", "yunet"],
                                                                 capsys)
     assert not (tmp_path / "out").exists()  # nothing is written when the source is unusable
+
+
+def test_two_faces_tables_with_one_dataset_name_stay_two_domains(tmp_path):
+    from deepgen.testing.toyfaces import write_toy_faces
+    from deepgen.train import load_config
+    from deepgen.train.data import build_train_data
+
+    # a procedural and a photo corpus in the FF++ layout both call themselves "ffpp"
+    a = write_toy_faces(str(tmp_path / "a.parquet"), n_per_class=20, seed=0, dataset="ffpp")
+    b = write_toy_faces(str(tmp_path / "b.parquet"), n_per_class=20, seed=1, dataset="ffpp")
+    data = build_train_data([a, b], load_config("full", {"batch_size": 4}))
+    assert data.domains == ["ffpp", "ffpp#2"]
+    assert set(data.train["domain"].to_pylist()) == {0, 1}
+    assert set(data.val_datasets) <= {"ffpp", "ffpp#2"} and len(data.val_datasets) == 2
+
+
+def test_real_protocol_folds_keep_people_apart(photo_dir, tmp_path):
+    import pyarrow as pa
+
+    from deepgen.experiments.real import fold_groups, fold_tables
+    from deepgen.storage import read_table, write_table
+    from deepgen.synth.encode import encode_png
+
+    people = sorted({r.split(",")[1] for r in (photo_dir / "identities.csv").read_text().split()[1:]})
+    groups = fold_groups(people, 3, seed=0)
+    assert sorted(groups.values()).count("fold0") == 2 and set(groups.values()) == {"fold0", "fold1", "fold2"}
+    root = str(tmp_path / "photos")
+    ph.render_photos(str(photo_dir), "ffpp", root, videos=24, frames=2, size=48, splits=groups, landmarks="yunet")
+    m = build_manifest("ffpp", root).to_pandas()
+    gt = load_groundtruth(root)
+    assert {e["split"] for e in gt["media"].values()} == {"fold0", "fold1", "fold2"}
+    for e in gt["media"].values():  # forgeries pair people of one group only
+        assert e["source"] is None or groups[e["source"]] == groups[e["target"]]
+    png = encode_png(np.zeros((8, 8, 3), np.uint8))
+    faces = pa.table({"media_id": m["media_id"], "image": [png] * len(m), "label": m["label"].astype("int8"),
+                      "dataset": m["dataset"], "method": m["method"], "split": m["split"], "source_id": m["source_id"]})
+    write_table(faces, str(tmp_path / "faces.parquet"))
+    data = {"faces": str(tmp_path / "faces.parquet"), "groups": gt["splits"],
+            "person": {f"ffpp/{k}": e["target"] for k, e in gt["media"].items()}}
+    for fold in range(3):
+        path, test = fold_tables(str(tmp_path), data, fold, seed=0)
+        train = read_table(path).to_pandas()
+        test_people = {data["person"][x] for x in test["media_id"]}
+        train_people = {data["person"][x] for x in train["media_id"]}
+        assert test_people == {p for p, g in groups.items() if g == f"fold{fold}"}
+        assert not test_people & train_people and set(train["split"]) == {"train", "val"}
+        path, held = fold_tables(str(tmp_path), data, fold, seed=0, family="reenactment")
+        assert "reenactment" not in set(read_table(path).to_pandas()["method"])
+        assert set(held["method"]) <= {"real", "reenactment"}

@@ -647,8 +647,8 @@ def plan(people: list[Person], splits: dict[str, str], videos: int, families: tu
     """Real and fake items: reals share out the people of every split, fakes only pair people of one split."""
     n_real = max(2, math.ceil(videos / 2))
     n_fake = max(1, videos - n_real)
-    by_split = {s: [p for p in people if splits[p.id] == s] for s in ("train", "val", "test")}
-    by_split = {s: ps for s, ps in by_split.items() if ps}
+    labels = sorted(set(splits.values()), key=lambda s: (("train", "val", "test") + (s,)).index(s))
+    by_split = {s: [p for p in people if splits[p.id] == s] for s in labels}
     weights = {s: len(ps) for s, ps in by_split.items()}
     quota = _share(n_real, weights)
     reals: list[Item] = []
@@ -908,8 +908,10 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     """Write ``preset``'s layout under ``out`` (local or ``s3://``) with real people from ``photos``; returns ``out``.
 
     ``videos`` is the approximate number of media items (half real); ``frames``/``size`` override the
-    preset's clip length and shorter side; ``splits`` (person -> train/val/test) replaces the seeded
-    identity split (the benchmark's folds over people). Deterministic per ``seed``.
+    preset's clip length and shorter side; ``splits`` (person -> a group name) replaces the seeded
+    train/val/test identity split: forgeries pair people of one group only, and groups other than
+    train/val/test (the benchmark's folds over people, e.g. ``fold0``) are recorded in the ground
+    truth's ``split`` for the caller to assign. Deterministic per ``seed``.
     """
     if preset not in PRESETS:
         raise DeepgenError(f"unknown synth preset {preset!r}; choose one of {', '.join(PRESETS)}.")
@@ -938,13 +940,13 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     if splits is None:
         splits = split_people(people, np.random.default_rng([seed, 98]))
     else:
-        unknown = [p.id for p in people if splits.get(p.id) not in ("train", "val", "test")]
+        unknown = [p.id for p in people if not splits.get(p.id)]
         if unknown:
-            raise DeepgenError(f"the split names no train/val/test side for person {unknown[0]}; give every "
-                               "person of --photos a side.")
+            raise DeepgenError(f"the split names no side for person {unknown[0]}; give every person of the "
+                               "photos a side.")
     reals, fakes = plan(people, splits, videos, LAYOUT_FAMILIES[preset], np.random.default_rng([seed, 99]))
     log(f"{preset} from {len(people)} real people ({model} landmarks): "
-        + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in ("train", "val", "test")))
+        + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in sorted(set(splits.values()))))
     if not remote and os.path.isdir(root) and os.listdir(root):
         shutil.rmtree(root)
     os.makedirs(root, exist_ok=True)
