@@ -195,7 +195,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                    frames: int = 4, epochs: int | None = None, workers: int = 2, seed: int = 0,
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
                    test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool | tuple[str, ...] = False,
-                   photos: str | None = None, folds: int = 3, log: Callable[[str], None] = print) -> pd.DataFrame:
+                   photos: str | None = None, folds: int = 3, real_parts: tuple[str, ...] | None = None,
+                   log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the generalization benchmark; returns the table (also written under ``out``).
 
     Protocol ``a``: train on the FF++-like preset, test on the four others. Protocol ``b``: leave one
@@ -232,8 +233,9 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     t0 = time.perf_counter()
     init_ray(None)
     if protocol == "real":
+        parts = real_parts or (("folds",) if ablate else None)
         return _protocol_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds,
-                              bool(ablate), t0, log)
+                              parts, bool(ablate), t0, log)
     log(f"data: {videos} FF++-like videos, {test_videos} per other preset, {frames} frames each, "
         f"{crop_size}-pixel face crops; protocol {protocol}, {seeds} seed(s)")
     faces = prepare_data(out, videos, frames, seed, log, crop_size, test_videos)
@@ -265,13 +267,13 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
 
 
 def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos: int, frames: int, seed: int,
-                   seeds: int, crop_size: int, workers: int, folds: int, ablate: bool, t0: float,
-                   log: Callable[[str], None]) -> pd.DataFrame:
+                   seeds: int, crop_size: int, workers: int, folds: int, parts: tuple[str, ...] | None,
+                   ablate: bool, t0: float, log: Callable[[str], None]) -> pd.DataFrame:
     """Protocol ``real``: the rows of :func:`deepgen.experiments.real.run_real`, summarized and written under ``out``."""
-    from deepgen.experiments.real import run_real, summarize_real
+    from deepgen.experiments.real import PARTS, run_real, summarize_real
 
     raw = run_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds, log,
-                   lofo=not ablate, procedural=not ablate)
+                   parts or PARTS)
     table = summarize_real(raw)
     tag = f"real{'-ablation' if ablate else ''}"
     md = markdown_table(table)

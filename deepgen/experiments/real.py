@@ -33,6 +33,7 @@ from deepgen.errors import DeepgenError
 THRESHOLD = 0.5  # bundles score P(fake) calibrated by temperature and ship no other threshold
 SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "real_faces")
 STAMP = "deepgen_benchmark.json"
+PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
 
 
 def default_photos() -> str | None:
@@ -197,9 +198,16 @@ def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: l
 
 def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: str | None, videos: int, frames: int,
              seed: int, seeds: int, crop_size: int, workers: int, folds: int, log: Callable[[str], None],
-             lofo: bool = True, procedural: bool = True) -> pd.DataFrame:
-    """Every row of the real-face protocol for every seed; returns one row per (row, fold or family, seed)."""
+             parts: tuple[str, ...] = PARTS) -> pd.DataFrame:
+    """The real-face protocol's ``parts`` (of :data:`PARTS`) for every seed; one row per (row, fold, seed).
+
+    Finished trainings are stored with their key, so a rerun (say with more parts) reuses them.
+    """
     from deepgen.synth.photos import PHOTO_FAMILIES
+
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise DeepgenError(f"real-protocol part(s) {', '.join(bad)} are unknown; choose from {', '.join(PARTS)}.")
 
     photos = photos or default_photos()
     if not photos:
@@ -214,17 +222,23 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
     if n_groups < folds:
         raise DeepgenError(f"--photos {photos} holds {len(data['groups'])} people, too few for {folds} folds; "
                            "lower --folds.")
-    proc = prepare_procedural(out, videos, frames, seed, crop_size, log) if procedural else None
+    proc = (prepare_procedural(out, videos, frames, seed, crop_size, log)
+            if {"procedural", "mixed"} & set(parts) else None)
     rows = []
     tests = {i: fold_tables(out, data, i, seed) for i in range(folds)}
     for k in range(seeds):
         s = seed + k
-        for name, recipe, o in runs:
+        for name, recipe, o in runs if "folds" in parts else ():
             for i, (train_uri, df) in tests.items():
                 for r in _train_and_score(out, f"{name}-fold{i}", recipe, {**base, **o, "seed": s}, [train_uri],
                                           [(f"fold{i}", df)], workers, s, log):
                     rows.append({"row": name, "protocol": "real→real", "fold": i, "seed": s, **r})
-        if lofo:
+        if proc and "procedural" in parts:
+            named = [(f"fold{i}", df) for i, (_, df) in tests.items()]
+            for r in _train_and_score(out, "procedural", "full", {**base, "seed": s}, [proc], named, workers, s, log):
+                rows.append({"row": "full (procedural)", "protocol": "procedural→real", "fold": int(r["test"][4:]),
+                             "seed": s, **r})
+        if "lofo" in parts:
             for j, family in enumerate(PHOTO_FAMILIES):
                 i = j % folds
                 train_uri, df = fold_tables(out, data, i, seed, family)
@@ -232,11 +246,7 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
                                           [(f"fold{i}", df)], workers, s, log):
                     rows.append({"row": f"lofo:{family}", "protocol": "leave-one-family-out", "fold": i, "seed": s,
                                  **r})
-        if proc:
-            named = [(f"fold{i}", df) for i, (_, df) in tests.items()]
-            for r in _train_and_score(out, "procedural", "full", {**base, "seed": s}, [proc], named, workers, s, log):
-                rows.append({"row": "full (procedural)", "protocol": "procedural→real", "fold": int(r["test"][4:]),
-                             "seed": s, **r})
+        if proc and "mixed" in parts:
             for i, (train_uri, df) in tests.items():
                 for r in _train_and_score(out, f"mixed-fold{i}", "full", {**base, "seed": s}, [proc, train_uri],
                                           [(f"fold{i}", df)], workers, s, log):
