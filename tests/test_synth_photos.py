@@ -205,3 +205,16 @@ def test_real_protocol_folds_keep_people_apart(photo_dir, tmp_path):
         path, held = fold_tables(str(tmp_path), data, fold, seed=0, family="reenactment")
         assert "reenactment" not in set(read_table(path).to_pandas()["method"])
         assert set(held["method"]) <= {"real", "reenactment"}
+
+
+def test_mirrored_cameras_keep_landmark_meaning_so_swaps_fit(people):
+    from deepgen.faces.align import similarity_transform
+
+    src, donor = people[0].sources[0], people[3].sources[0]
+    cam = ph.sample_camera(src, _style(), np.random.default_rng(0))
+    for mirror in (False, True):
+        _, lm, _ = ph.render_view(src, replace(cam, mirror=mirror), 0, (96, 96), 0.0, 0.0)
+        assert lm[0, 0] < lm[16, 0] and lm[36, 0] < lm[45, 0]  # index 0 stays the image-left jaw point
+        m = similarity_transform(donor.points[0], lm)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        assert 0.5 < scale * donor.iod() / ph._iod(lm) < 2  # the donor's face lands at the target's size

@@ -76,6 +76,10 @@ MEAN_SHAPE_112 = np.array([
     [60.6, 90.9], [70.8, 90.6], [60.6, 93.3], [56.1, 93.8], [51.6, 93.3],
 ], np.float32)  # fmt: skip
 JAW, BROWS, EYE_L, EYE_R, MOUTH = range(0, 17), range(17, 27), range(36, 42), range(42, 48), range(48, 68)
+# the 68 points of a mirrored face, renumbered so each index keeps its meaning (left jaw stays index 0)
+FLIP68 = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
+                   45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+                   54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
 INNER = tuple(range(17, 68))  # brows, nose, eyes, mouth: what an autoencoder swap replaces
 
 
@@ -411,6 +415,8 @@ def render_view(src: Source, cam: Camera, t: int, shape: tuple[int, int], mouth:
     img = cv2.warpAffine(src.images[i].astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
     lm = _apply(m, src.points[i])
+    if cam.mirror:  # a mirror reverses the points' handedness: renumber them, or a similarity fit onto them fails
+        lm = lm[FLIP68]
     drive = lm if lm_jitter is None else lm + lm_jitter
     dx, dy, _ = expression_field(drive, shape, mouth, brow, eyes)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
