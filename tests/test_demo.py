@@ -6,6 +6,7 @@ import json
 import os
 
 from deepgen.cli import main
+from deepgen.experiments.real import default_photos
 
 
 def test_demo_quick(ray_session, tmp_path, capsys):
@@ -16,8 +17,14 @@ def test_demo_quick(ray_session, tmp_path, capsys):
                  "batch-score dfdc"):
         assert f"{step}" in printed
     assert "dataset" in printed and "AUC" in printed and "total" in printed
+    assert "What the detector has seen:" in printed and "real flagged" in printed
     metrics = json.load(open(os.path.join(out, "report", "metrics.json")))
-    assert set(metrics["per_dataset"]) == {"ffpp", "celebdf", "dfdc"}
+    photos = default_photos() is not None  # the demo trains and tests on real people when the photos are there
+    assert set(metrics["per_dataset"]) == {"ffpp", "celebdf", "dfdc"} | ({"photos"} if photos else set())
+    if photos:
+        assert "videos made from photos of" in printed and metrics["per_dataset"]["photos"]["seen"]
+    else:
+        assert "no real face at all" in printed
     assert metrics["per_dataset"]["ffpp"]["seen"] and not metrics["per_dataset"]["dfdc"]["seen"]
     assert os.path.getsize(os.path.join(out, "report", "report.html")) > 1000
     assert os.path.isfile(os.path.join(out, "run", "bundle", "model.safetensors"))

@@ -175,7 +175,7 @@ ABLATIONS: dict[str, dict] = {
         "perturb.noise_p": 0.3, "perturb.noise_std": [2.0, 12.0], "perturb.downscale_p": 0.3,
         "perturb.downscale_factor": [0.4, 0.9]},
 }
-PROTOCOLS = ("a", "b")
+PROTOCOLS = ("a", "b", "real")
 
 
 def _runs(recipes: tuple[str, ...], ablate: bool | tuple[str, ...], protocol: str = "a"
@@ -195,6 +195,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                    frames: int = 4, epochs: int | None = None, workers: int = 2, seed: int = 0,
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
                    test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool | tuple[str, ...] = False,
+                   photos: str | None = None, folds: int = 3, real_parts: tuple[str, ...] | None = None,
                    log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the generalization benchmark; returns the table (also written under ``out``).
 
@@ -203,7 +204,9 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     has real domains to separate. Every model trains ``seeds`` times (seeds ``seed``..``seed+K-1``)
     on the same data with the same budget; the table gives mean ± std over them. ``ablate`` trains
     ``full`` and ``full`` with each generalization component switched instead of ``recipes`` (True:
-    every row of ``ABLATIONS``; a tuple: those rows).
+    every row of ``ABLATIONS``; a tuple: those rows). Protocol ``real``: real people from ``photos``,
+    ``folds`` folds over people, leave-one-family-out and procedural → real
+    (:mod:`deepgen.experiments.real`); ``videos`` sizes both the photo and the procedural corpus.
     """
     from deepgen.runtime import init_ray
     from deepgen.train.config import load_config, packaged_recipes
@@ -213,8 +216,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         raise DeepgenError(f"recipe(s) {', '.join(unknown)} have no configs/<name>.yaml; choose from "
                            f"{', '.join(packaged_recipes())}.")
     if protocol not in PROTOCOLS:
-        raise DeepgenError(f"protocol {protocol!r} is unknown; use a (train FF++-like, test the rest) or b "
-                           "(leave one dataset out).")
+        raise DeepgenError(f"protocol {protocol!r} is unknown; use a (train FF++-like, test the rest), b "
+                           "(leave one dataset out) or real (people never seen, from --photos).")
     if crop_size < 16:
         raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (96 by default).")
     bad = [] if isinstance(ablate, bool) else [a for a in ablate if a not in ABLATIONS]
@@ -229,11 +232,15 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         raise DeepgenError(f"{out} cannot be the benchmark's --out because {reason}; choose a new folder.")
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
             **({"model.image_size": image_size} if image_size else {})}
-    runs = _runs(recipes, ablate, protocol)
+    runs = _runs(recipes, ablate, "a" if protocol == "real" else protocol)  # one training corpus: no -dann
     for _, recipe, o in runs:  # a bad override fails now, not after the corpus is rendered and extracted
         load_config(recipe, {**base, **o})
     t0 = time.perf_counter()
     init_ray(None)
+    if protocol == "real":
+        parts = real_parts or (("folds",) if ablate else None)
+        return _protocol_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds,
+                              parts, bool(ablate), t0, log)
     log(f"data: {videos} FF++-like videos, {test_videos} per other preset, {frames} frames each, "
         f"{crop_size}-pixel face crops; protocol {protocol}, {seeds} seed(s)")
     faces = prepare_data(out, videos, frames, seed, log, crop_size, test_videos)
@@ -261,6 +268,28 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     _plot(raw, os.path.join(out, f"auc_by_dataset-{tag}.png"))
     log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, "
         f"results-{tag}.json, auc_by_dataset-{tag}.png")
+    return table
+
+
+def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos: int, frames: int, seed: int,
+                   seeds: int, crop_size: int, workers: int, folds: int, parts: tuple[str, ...] | None,
+                   ablate: bool, t0: float, log: Callable[[str], None]) -> pd.DataFrame:
+    """Protocol ``real``: the rows of :func:`deepgen.experiments.real.run_real`, summarized and written under ``out``."""
+    from deepgen.experiments.real import PARTS, run_real, summarize_real
+
+    raw = run_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds, log,
+                   parts or PARTS)
+    table = summarize_real(raw)
+    tag = f"real{'-ablation' if ablate else ''}"
+    md = markdown_table(table)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"table-{tag}.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(out, f"results-{tag}.json"), "w") as f:
+        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
+                   "frames": frames, "folds": folds, "seeds": list(range(seed, seed + seeds)), "crop_size": crop_size,
+                   "protocol": "real", "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
+    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, results-{tag}.json")
     return table
 
 

@@ -12,11 +12,15 @@ import click
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
 @click.option("--recipe", default="full", show_default=True, help="Packaged recipe to train.")
-def demo(out, quick, workers, seed, overwrite, recipe) -> None:
+@click.option("--photos", default=None, type=click.Path(file_okay=False),
+              help="Real face photos to train and test on too (default: ../shared/data/real_faces when present).")
+@click.option("--no-photos", is_flag=True, help="Procedural faces only, even when real photos are present.")
+def demo(out, quick, workers, seed, overwrite, recipe, photos, no_photos) -> None:
     """Synth -> manifest -> extract -> train -> evaluate -> score, with a summary table."""
     from deepgen.experiments.demo import demo as run
 
-    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, log=click.echo)
+    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, photos=photos,
+        use_photos=not no_photos, log=click.echo)
 
 
 @click.group("benchmark")
@@ -28,8 +32,15 @@ def benchmark() -> None:
 @click.option("--out", default="bench-out", show_default=True, help="Directory for data, runs, table and plots.")
 @click.option("--recipe", "recipes", multiple=True, default=("erm", "sbi", "dann", "supcon", "full"),
               show_default=True, help="Packaged recipes to train and compare.")
-@click.option("--protocol", type=click.Choice(["a", "b"]), default="a", show_default=True,
-              help="a: train FF++-like, test the other four; b: leave one dataset out over all five.")
+@click.option("--protocol", type=click.Choice(["a", "b", "real"]), default="a", show_default=True,
+              help="a: train FF++-like, test the other four; b: leave one dataset out over all five; real: real "
+                   "people from --photos, k-fold over people, leave-one-family-out, procedural -> real.")
+@click.option("--photos", default=None, type=click.Path(file_okay=False),
+              help="Real face photos for --protocol real (default: ../shared/data/real_faces when present).")
+@click.option("--folds", default=3, show_default=True, help="Folds over people (--protocol real).")
+@click.option("--real-part", "real_parts", multiple=True,
+              type=click.Choice(["folds", "procedural", "lofo", "mixed"]),
+              help="--protocol real: only these parts (repeatable; default all, only folds with --ablate).")
 @click.option("--seeds", default=1, show_default=True, help="Train every recipe this many times (mean ± std).")
 @click.option("--ablate", is_flag=True, help="Train full and full with each component switched, instead of --recipe.")
 @click.option("--ablation", "ablations", multiple=True,
@@ -43,11 +54,12 @@ def benchmark() -> None:
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
 @click.option("--seed", default=0, show_default=True, help="Data seed and the first training seed.")
 @click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. efficientnet_b0).")
-def generalization(out, recipes, protocol, seeds, ablate, ablations, videos, test_videos, frames, epochs, crop_size,
-                   image_size, workers, seed, backbone) -> None:
+def generalization(out, recipes, protocol, photos, folds, real_parts, seeds, ablate, ablations, videos, test_videos, frames, epochs,
+                   crop_size, image_size, workers, seed, backbone) -> None:
     """Recipes side by side on datasets they never saw (protocol a or b), seeds and ablations."""
     from deepgen.experiments.benchmark import generalization as run
 
     run(out, tuple(recipes), videos=videos, test_videos=test_videos, frames=frames, epochs=epochs or None,
         workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
-        seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, log=click.echo)
+        seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, photos=photos, folds=folds,
+        real_parts=tuple(real_parts) or None, log=click.echo)

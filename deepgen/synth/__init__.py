@@ -9,6 +9,8 @@ and benchmarks:
 - :mod:`deepgen.synth.encode`: H.264 (x264 CRF raw/c23/c40) via PyAV, PNG tar.gz, mask strips.
 - :mod:`deepgen.synth.presets`: :func:`render_preset` writes ffpp, celebdf, dfdc,
   deeperforensics or wilddeepfake trees plus ``deepgen_groundtruth.json``.
+- :mod:`deepgen.synth.photos`: :func:`render_photos` writes the same layouts with REAL people from a
+  folder of photos/videos (``deepgen synth --photos DIR``), split by identity, four forgery families.
 """
 
 from deepgen.synth.encode import CRF, read_mask_strip, read_mp4, write_mp4, write_png_tar

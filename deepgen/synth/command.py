@@ -27,22 +27,36 @@ from deepgen.synth.presets import PRESETS, render_preset
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous synth tree at --out.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def synth(preset, out, videos, seed, frames, size, compressions, overwrite, quiet) -> None:
+@click.option("--photos", default=None, type=click.Path(file_okay=False),
+              help="Folder of real face photos/videos: the corpus's people are real (identities.csv, sub-folders "
+                   "or one per file; split train/val/test by identity).")
+@click.option("--landmarks", type=click.Choice(["auto", "dlib", "yunet"]), default="auto", show_default=True,
+              help="With --photos: dlib's 68 points where installed (non-commercial model), else YuNet's 5.")
+def synth(preset, out, videos, seed, frames, size, compressions, overwrite, quiet, photos, landmarks) -> None:
     """Render PRESET's dataset tree (real layout) plus deepgen_groundtruth.json under OUT."""
     compressions = tuple(compressions) or ("c23",)
+    if photos is not None:
+        from deepgen.synth.photos import render_photos
+
+        render_with_progress(preset, out, videos=videos, seed=seed, frames=frames, size=size,
+                             compressions=compressions, overwrite=overwrite, log=click.echo, quiet=quiet,
+                             render=lambda *a, **k: render_photos(photos, *a, landmarks=landmarks, **k))
+        click.echo(f"wrote {preset} tree of real people from {photos} to {out}")
+        return
     render_with_progress(preset, out, videos=videos, seed=seed, frames=frames, size=size,
                          compressions=compressions, overwrite=overwrite, log=click.echo, quiet=quiet)
     click.echo(f"wrote {preset} tree to {out}")
 
 
-def render_with_progress(preset: str, out: str, videos: int = 20, quiet: bool = False, **kwargs) -> str:
-    """:func:`render_preset` with a progress line per rendered video (every 5 s) on stderr, unless ``quiet``."""
+def render_with_progress(preset: str, out: str, videos: int = 20, quiet: bool = False, render=None, **kwargs) -> str:
+    """:func:`render_preset` (or ``render``, same signature) with a progress line per rendered video (every 5 s)
+    on stderr, unless ``quiet``."""
     from deepgen.progress import Progress
     from deepgen.synth.encode import on_media_written
 
     copies = len(kwargs.get("compressions") or ("c23",)) if preset == "ffpp" else 1
     with Progress(max(1, videos * copies), "synth", quiet=quiet, unit="videos") as progress:
         with on_media_written(progress.update):
-            result = render_preset(preset, out, videos=videos, **kwargs)
+            result = (render or render_preset)(preset, out, videos=videos, **kwargs)
         progress.total = progress.done  # videos is approximate: the final line counts what was written
     return result

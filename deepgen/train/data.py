@@ -53,10 +53,16 @@ def check_faces_paths(faces: list[str]) -> None:
 
 
 def read_faces(faces: list[str]) -> pa.Table:
-    """Concatenate the faces tables (only the columns training needs)."""
+    """Concatenate the faces tables (only the columns training needs).
+
+    Tables are separate domains: when a later table repeats an earlier table's dataset name (say an
+    FF++-layout procedural corpus and an FF++-layout photo corpus), its name becomes ``<name>#<k>``
+    (k = its position among ``faces``, from 1), so DANN separates them and their videos stay apart.
+    """
     check_faces_paths(faces)
     tables = []
-    for uri in faces:
+    taken: set[str] = set()
+    for k, uri in enumerate(faces, 1):
         t = read_faces_table(uri)  # an extract output directory or a faces table
         missing = [c for c in NEEDED if c not in t.column_names]
         if missing:
@@ -65,6 +71,12 @@ def read_faces(faces: list[str]) -> pa.Table:
             )
         cols = {c: t.column(c) for c in NEEDED}
         cols["label"] = cols["label"].cast(pa.int8())
+        names = set(cols["dataset"].to_pylist())
+        if names & taken:
+            renamed = [f"{d}#{k}" if d in taken else d for d in cols["dataset"].to_pylist()]
+            cols["dataset"] = pa.array(renamed, pa.string())
+            names = set(renamed)
+        taken |= names
         n = t.num_rows
         cols["box"] = t.column("box").cast(pa.list_(pa.float32())) if "box" in t.column_names else pa.nulls(
             n, pa.list_(pa.float32()))

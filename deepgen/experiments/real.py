@@ -1,0 +1,272 @@
+"""The real-face protocol of ``deepgen benchmark generalization --protocol real``: people the detector never saw.
+
+One photo corpus (:func:`deepgen.synth.photos.render_photos`, FF++ layout, its method folders the
+forgery families) is rendered from a folder of real photos with the people dealt into ``folds``
+groups; forgeries only pair people of one group, so a test person's face never appears in training,
+not even swapped into someone else. Faces are extracted once; every fold then re-labels the rows by
+person (its group = test, two people of the others = val, the rest = train). Rows of the table:
+
+- ``real→real``: each recipe (or ablation row) trained on the training people, scored on the fold's
+  test people (mean ± std over folds and seeds);
+- ``lofo:<family>``: ``full`` trained without one forgery family, scored on the test people's reals
+  and that family's fakes only (the family's fold is ``i % folds``);
+- ``procedural→real``: ``full`` trained on the procedural FF++-like corpus (drawn faces), scored on
+  every fold's test people (today's failure, reported as such);
+- ``procedural+real→real``: both corpora in one run (two domains for DANN), scored on the test people.
+
+Columns: video AUC and ``real_flagged``, the share of real videos whose calibrated score reaches the
+shipped threshold (0.5: bundles ship no other), the false-alarm rate a trust-and-safety team sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from deepgen.errors import DeepgenError
+
+THRESHOLD = 0.5  # bundles score P(fake) calibrated by temperature and ship no other threshold
+SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "real_faces")
+STAMP = "deepgen_benchmark.json"
+PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
+
+
+def default_photos() -> str | None:
+    """``../shared/data/real_faces`` beside the checkout when it exists (the project ships no photos)."""
+    path = os.path.normpath(SHARED_PHOTOS)
+    return path if os.path.isdir(path) else None
+
+
+def fold_groups(people: list[str], folds: int, seed: int) -> dict[str, str]:
+    """person -> ``fold<i>``: a seeded deal of the people into ``folds`` groups of near-equal size."""
+    order = sorted(people)
+    perm = np.random.default_rng([seed, 7]).permutation(len(order))
+    return {order[j]: f"fold{k % folds}" for k, j in enumerate(perm)}
+
+
+def _stamped(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, STAMP)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _stamp(path: str, stamp: dict) -> None:
+    with open(os.path.join(path, STAMP), "w") as f:
+        json.dump(stamp, f)
+
+
+def prepare_photo_corpus(out: str, photos: str, videos: int, frames: int, seed: int, folds: int, crop_size: int,
+                         log: Callable[[str], None]) -> dict:
+    """Render (or reuse) the photo corpus with people in fold groups, its manifest and ``crop_size`` faces."""
+    from deepgen.datasets import write_manifest
+    from deepgen.faces.extract import extract_faces
+    from deepgen.storage import table_complete
+    from deepgen.synth import load_groundtruth
+    from deepgen.synth.photos import load_people, render_photos
+
+    root, fdir = os.path.join(out, "data", "photos"), os.path.join(out, f"faces-{crop_size}", "photos")
+    manifest = os.path.join(out, "manifests", "photos.parquet")
+    stamp = {"photos": os.path.abspath(photos), "videos": videos, "frames": frames, "seed": seed, "folds": folds}
+    fresh = not (os.path.exists(manifest) and _stamped(root) == stamp)
+    if fresh or not table_complete(fdir) or _stamped(fdir) != stamp:
+        t = time.perf_counter()
+        if fresh:
+            people, _ = load_people(photos)
+            groups = fold_groups([p.id for p in people], folds, seed)
+            render_photos(photos, "ffpp", root, videos=videos, seed=seed, frames=frames, splits=groups,
+                          overwrite=True, log=log)
+            write_manifest("ffpp", root, manifest)
+            _stamp(root, stamp)
+        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
+        _stamp(fdir, stamp)
+        log(f"  photos           {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
+            f"({time.perf_counter() - t:.0f}s)")
+    gt = load_groundtruth(root)
+    person = {f"ffpp/{k}": e["target"] for k, e in gt["media"].items()}
+    return {"faces": fdir, "groups": gt["splits"], "person": person, "root": root}
+
+
+def prepare_procedural(out: str, videos: int, frames: int, seed: int, crop_size: int,
+                       log: Callable[[str], None]) -> str:
+    """Render (or reuse) the procedural FF++-like corpus of the same size and extract its faces."""
+    from deepgen.datasets import write_manifest
+    from deepgen.faces.extract import extract_faces
+    from deepgen.storage import table_complete
+    from deepgen.synth import render_preset
+
+    root, fdir = os.path.join(out, "data", "ffpp"), os.path.join(out, f"faces-{crop_size}", "ffpp")
+    manifest = os.path.join(out, "manifests", "ffpp.parquet")
+    stamp = {"videos": videos, "frames": frames, "seed": seed}
+    fresh = not (os.path.exists(manifest) and _stamped(root) == stamp)
+    if fresh or not table_complete(fdir) or _stamped(fdir) != stamp:
+        t = time.perf_counter()
+        if fresh:
+            render_preset("ffpp", root, videos=videos, seed=seed, frames=frames, overwrite=True)
+            write_manifest("ffpp", root, manifest)
+            _stamp(root, stamp)
+        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
+        _stamp(fdir, stamp)
+        log(f"  procedural ffpp  {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
+            f"({time.perf_counter() - t:.0f}s)")
+    return fdir
+
+
+def val_people(groups: dict[str, str], fold: int, seed: int) -> set[str]:
+    """Two people (one when fewer than five remain) of the training groups who validate in fold ``fold``."""
+    rest = sorted(p for p, g in groups.items() if g != f"fold{fold}")
+    rng = np.random.default_rng([seed, 11, fold])
+    k = 2 if len(rest) >= 5 else 1
+    return {rest[i] for i in rng.permutation(len(rest))[:k]}
+
+
+def fold_tables(out: str, data: dict, fold: int, seed: int, family: str | None = None) -> tuple[str, pd.DataFrame]:
+    """The fold's training faces table (train + val people, written once) and its test people's decoded crops.
+
+    ``family``: leave that forgery family out of training and test on the reals plus its fakes only.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from deepgen.faces.crop import decode_image
+    from deepgen.faces.extract import read_faces
+    from deepgen.storage import write_table
+
+    table = read_faces(data["faces"])
+    val = val_people(data["groups"], fold, seed)
+    people = [data["person"][m] for m in table["media_id"].to_pylist()]
+    role = ["test" if data["groups"][p] == f"fold{fold}" else "val" if p in val else "train" for p in people]
+    table = table.set_column(table.column_names.index("split"), "split", pa.array(role, pa.string()))
+    is_test = pc.equal(table["split"], "test")
+    train = table.filter(pc.invert(is_test))
+    test = table.filter(is_test)
+    if family:
+        train = train.filter(pc.not_equal(train["method"], family))
+        test = test.filter(pc.is_in(test["method"], pa.array(["real", family])))
+    path = os.path.join(out, "folds", f"fold{fold}-s{seed}{'-' + family if family else ''}.parquet")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_table(train, path)
+    df = test.drop_columns(["image"]).to_pandas()
+    df["crop"] = [decode_image(b) for b in test["image"].to_pylist()]
+    return path, df
+
+
+def score_people(bundle, df: pd.DataFrame) -> dict:
+    """Video AUC and the share of real videos at or above :data:`THRESHOLD` (calibrated score)."""
+    from deepgen.evaluation.metrics import compute_metrics
+    from deepgen.experiments.benchmark import _videos
+
+    videos = _videos(bundle, list(df["crop"]), df)
+    labels = df.groupby("media_id")["label"].first().loc[videos.index]
+    real = videos["score"][labels.to_numpy() == 0]
+    return {"auc": compute_metrics(labels, videos["score"])["auc"], "real_flagged": float((real >= THRESHOLD).mean()),
+            "real_videos": int(len(real)), "fake_videos": int((labels == 1).sum())}
+
+
+def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: list[str],
+                     tests: list[tuple[str, pd.DataFrame]], workers: int, seed: int,
+                     log: Callable[[str], None]) -> list[dict]:
+    """Train once (or reuse a stored run with the same resolved recipe and faces), score each named test set."""
+    from deepgen.models.bundle import load_bundle
+    from deepgen.train import train
+    from deepgen.train.config import load_config
+
+    run = os.path.join(out, "runs-real", f"{name}-s{seed}")
+    key = json.loads(json.dumps({"recipe": recipe, "config": load_config(recipe, overrides).to_dict(),
+                                 "faces": faces, "tests": [t for t, _ in tests]}, default=float))
+    stamp = _stamped(run)
+    if stamp and stamp.get("key") == key:
+        log(f"  {name:28s} seed {seed}: reused {run}")
+        return stamp["rows"]
+    t = time.perf_counter()
+    res = train(recipe, faces, run, workers=workers, overrides=overrides, overwrite=True, quiet=True)
+    bundle = load_bundle(res["bundle"])
+    rows = [{"test": tname, **score_people(bundle, df), "train_s": round(time.perf_counter() - t)}
+            for tname, df in tests]
+    log(f"  {name:28s} seed {seed}: " + "; ".join(f"{r['test']} AUC {r['auc']:.3f} flagged {r['real_flagged']:.2f}"
+                                              for r in rows) + f" ({time.perf_counter() - t:.0f}s)")
+    _stamp(run, {"key": key, "rows": rows})
+    return rows
+
+
+def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: str | None, videos: int, frames: int,
+             seed: int, seeds: int, crop_size: int, workers: int, folds: int, log: Callable[[str], None],
+             parts: tuple[str, ...] = PARTS) -> pd.DataFrame:
+    """The real-face protocol's ``parts`` (of :data:`PARTS`) for every seed; one row per (row, fold, seed).
+
+    Finished trainings are stored with their key, so a rerun (say with more parts) reuses them.
+    """
+    from deepgen.synth.photos import PHOTO_FAMILIES
+
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise DeepgenError(f"real-protocol part(s) {', '.join(bad)} are unknown; choose from {', '.join(PARTS)}.")
+
+    photos = photos or default_photos()
+    if not photos:
+        raise DeepgenError("the real protocol needs real face photos; pass --photos DIR (e.g. "
+                           "../shared/data/real_faces).")
+    if folds < 2:
+        raise DeepgenError(f"--folds is {folds}; the real protocol needs at least 2 folds over people.")
+    log(f"data: photo corpus from {photos} ({videos} media items, {frames} frames, {crop_size}-px crops), "
+        f"{folds} folds over people, {seeds} seed(s)")
+    data = prepare_photo_corpus(out, photos, videos, frames, seed, folds, crop_size, log)
+    n_groups = len(set(data["groups"].values()))
+    if n_groups < folds:
+        raise DeepgenError(f"--photos {photos} holds {len(data['groups'])} people, too few for {folds} folds; "
+                           "lower --folds.")
+    proc = (prepare_procedural(out, videos, frames, seed, crop_size, log)
+            if {"procedural", "mixed"} & set(parts) else None)
+    rows = []
+    tests = {i: fold_tables(out, data, i, seed) for i in range(folds)}
+    for k in range(seeds):
+        s = seed + k
+        for name, recipe, o in runs if "folds" in parts else ():
+            for i, (train_uri, df) in tests.items():
+                for r in _train_and_score(out, f"{name}-fold{i}", recipe, {**base, **o, "seed": s}, [train_uri],
+                                          [(f"fold{i}", df)], workers, s, log):
+                    rows.append({"row": name, "protocol": "real→real", "fold": i, "seed": s, **r})
+        if proc and "procedural" in parts:
+            named = [(f"fold{i}", df) for i, (_, df) in tests.items()]
+            for r in _train_and_score(out, "procedural", "full", {**base, "seed": s}, [proc], named, workers, s, log):
+                rows.append({"row": "full (procedural)", "protocol": "procedural→real", "fold": int(r["test"][4:]),
+                             "seed": s, **r})
+        if "lofo" in parts:
+            for j, family in enumerate(PHOTO_FAMILIES):
+                i = j % folds
+                train_uri, df = fold_tables(out, data, i, seed, family)
+                for r in _train_and_score(out, f"lofo-{family}", "full", {**base, "seed": s}, [train_uri],
+                                          [(f"fold{i}", df)], workers, s, log):
+                    rows.append({"row": f"lofo:{family}", "protocol": "leave-one-family-out", "fold": i, "seed": s,
+                                 **r})
+        if proc and "mixed" in parts:
+            for i, (train_uri, df) in tests.items():
+                for r in _train_and_score(out, f"mixed-fold{i}", "full", {**base, "seed": s}, [proc, train_uri],
+                                          [(f"fold{i}", df)], workers, s, log):
+                    rows.append({"row": "full (procedural+real)", "protocol": "procedural+real→real", "fold": i,
+                                 "seed": s, **r})
+    return pd.DataFrame(rows)
+
+
+def summarize_real(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per table row: mean ± std over folds and seeds of video AUC and the real-flagged share."""
+    out = []
+    for (name, protocol), g in raw.groupby(["row", "protocol"], sort=False):
+        row = {"row": name, "protocol": protocol, "runs": len(g)}
+        for c in ("auc", "real_flagged"):
+            v = g[c].to_numpy(float)
+            v = v[np.isfinite(v)]
+            row[c] = f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else ""
+            row[f"min_{c}" if c == "auc" else f"max_{c}"] = (f"{(v.min() if c == 'auc' else v.max()):.3f}"
+                                                             if len(v) else "")
+        row["test_videos"] = f"{g['real_videos'].mean():.0f} real / {g['fake_videos'].mean():.0f} fake"
+        row["train_s"] = f"{g['train_s'].mean():.0f}"
+        out.append(row)
+    return pd.DataFrame(out)
