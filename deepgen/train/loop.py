@@ -302,7 +302,8 @@ class _Worker:
             tracks = np.concatenate([p["tracks"] for p in parts])
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
             np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets, videos=videos,
-                     tracks=tracks, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+                     tracks=tracks, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep],
+                     feature_videos=videos[keep])
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
