@@ -107,14 +107,17 @@ def tiny_bundle(tmp_path_factory) -> str:
     import numpy as np
     import torch
 
+    from deepgen.evaluation.ood import fit_ood
     from deepgen.models import ModelConfig, create_detector
-    from deepgen.models.bundle import save_bundle
+    from deepgen.models.bundle import reference_stats, save_bundle
 
     torch.manual_seed(0)
     model = create_detector(ModelConfig(image_size=48))
     ref = np.random.default_rng(0).normal(size=(64, model.num_features))
     out = str(tmp_path_factory.mktemp("bundle") / "tiny")
-    save_bundle(out, model, temperature=1.5, reference=ref, datasets=["t"])
+    ood = fit_ood(ref[:48], ref[48:], np.arange(16))  # a domain check, so scoring fills ood_score / in_domain
+    save_bundle(out, model, temperature=1.5, reference={**reference_stats(ref), "ood_sample": ref[:48]},
+                datasets=["t"], extras={"ood": ood})
     return out
 
 
