@@ -4,7 +4,7 @@ In-domain: unseen procedural videos of the bundle's preset (a new seed: new iden
 domain: short videos made from the real photos (a still photo with a slow zoom). Faces are found
 and cropped exactly as scoring does; each item's distance is the mean over its crops. Prints, per
 distance, the AUC of telling the two apart and the share of each group beyond the threshold fitted on
-the bundle's validation items (``ood.json``).
+the bundle's validation crops (``ood.json``).
 
     .venv/bin/python benchmarks/ood.py --bundle RUN/bundle [--photos ../shared/data/real_faces] [--videos 40]
 """
@@ -75,7 +75,8 @@ def main() -> None:
             outside.append({"media_id": f"photo/{i}", "uri": uri, "media_type": "video"})
         fin, fout = item_features(scorer, inside, ecfg), item_features(scorer, outside, ecfg)
     print(f"bundle {bundle.model_id}: {len(ref)} training faces as reference, threshold from "
-          f"{record['n_validation_items']} validation items (q={record['quantile']}); "
+          f"{record.get('n_validation_crops', '?')} validation crops of {record['n_validation_items']} videos "
+          f"(q={record['quantile']}); "
           f"{len(fin)} unseen {args.preset} items, {len(fout)} photo items with a face")
     maha = mahalanobis_model(ref)
     dist = {f"knn k={k}": (lambda f, k=k: knn_distance(ref, f, k)) for k in (1, 5, 10)}
