@@ -150,6 +150,8 @@ def test_one_file_prints_its_verdict(procedural_bundle, scored, capsys):
     photo = str(scored["dir"] / "photo0.mp4")
     main(["score", photo, "--checkpoint", procedural_bundle["bundle"], "--frames", "4"])
     out = capsys.readouterr().out
+    with capsys.disabled():  # shown with -s (the README's example)
+        print("\n" + out)
     assert out.startswith("photo0.mp4: likely ") and "score " in out and "uncertainty " in out
     assert "OUT OF DOMAIN" in out and "track 0: 4 frames" in out and "status ok" in out
     with pytest.raises(SystemExit):
