@@ -93,7 +93,7 @@ def score_file(path: str, checkpoint: str | list[str], cfg: ScoreConfig | None =
     from deepgen.errors import DeepgenError
     from deepgen.models.bundle import load_bundle
     from deepgen.scoring.inputs import IMAGE_EXTS
-    from deepgen.scoring.pipeline import CROPS_SCHEMA, FaceStage, ModelStage, extract_config
+    from deepgen.scoring.pipeline import FaceStage, ModelStage, extract_config
 
     if not storage.exists(path):
         raise DeepgenError(f"{path} does not exist; pass a video or image file (or --manifest for many).")
@@ -109,7 +109,6 @@ def score_file(path: str, checkpoint: str | list[str], cfg: ScoreConfig | None =
            "status": None, "error": None}
     crops = FaceStage(extract_config(paths, cfg))(pa.Table.from_pylist([row]))
     model = ModelStage(paths[0] if len(paths) == 1 else paths, cfg.mc_passes, cfg.evidence, cfg.explain)
-    assert crops.schema.equals(CROPS_SCHEMA)
     return model(crops).to_pylist()[0]
 
 
