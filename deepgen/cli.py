@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("deepgen.experiments.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),
+    "review": ("deepgen.evaluation.command:review", "One static HTML review page of a scores table for analysts."),
 }
 
 

@@ -12,7 +12,13 @@ these functions, so each quantity has one definition:
   already calibrated);
 - ``uncertainty``: the predictive entropy of ``score``, in nats;
 - ``mutual_info``: with MC dropout, the mutual information (BALD) between the prediction and the
-  dropout masks, each pass aggregated to the video exactly like the logit.
+  dropout masks, each pass aggregated to the video exactly like the logit;
+- ``ood_score``: the mean over the item's face crops of each crop's feature distance to the bundle's
+  training features, in units of the threshold fitted at training (:mod:`deepgen.evaluation.ood`);
+  ``in_domain`` is ``ood_score <= 1``. An ensemble takes, per crop, the largest of its members'
+  distances, so an item is in domain for the ensemble only if it is for every member (mean of the
+  max >= each member's mean); NaN / null when a bundle has no ``ood`` record;
+- frame score (timeline): sigmoid(frame logit / T), the calibrated P(fake) of one crop.
 """
 
 from __future__ import annotations
@@ -108,6 +114,10 @@ class Scorer:
         paths = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
         return cls([load_bundle(p, map_location=device) for p in paths], device)
 
+    def __post_init__(self):
+        oods = [load_ood(b) for b in self.bundles]
+        self.ood = oods if all(o is not None for o in oods) else None  # an ensemble checks only if all members can
+
     @property
     def model_id(self) -> str:
         return ensemble_model_id([b.model_id for b in self.bundles])
@@ -122,16 +132,21 @@ class Scorer:
         return int(self.bundles[0].model.cfg.image_size)
 
     def frame_outputs(self, images: list[np.ndarray], mc_passes: int = 0, evidence: bool = False) -> dict:
-        """Frame ``logit`` (ensembles: mean calibrated member logit), ``features`` and, when asked,
-        ``mc_logits`` (scaled like ``logit``) and the artifact evidence of :data:`EVIDENCE`.
+        """Frame ``logit`` (ensembles: mean calibrated member logit), ``features``, ``ood`` (each crop's
+        distance to the training features in threshold units; ensembles: the members' max) when the
+        bundles record a domain check, and when asked ``mc_logits`` (scaled like ``logit``) and the
+        artifact evidence of :data:`EVIDENCE`.
 
         Features, MC dropout and the boundary head come from the first member.
         """
         first = self.bundles[0]
         out = model_frame_outputs(first.model, images, self.device, mc_passes, boundary=evidence)
+        rest = [model_frame_outputs(b.model, images, self.device) for b in self.bundles[1:]]
+        if self.ood is not None:
+            feats = [out["features"]] + [r["features"] for r in rest]
+            out["ood"] = np.max([o.frame_scores(f) for o, f in zip(self.ood, feats)], axis=0)
         if len(self.bundles) > 1:
-            members = [out["logit"]] + [model_frame_outputs(b.model, images, self.device)["logit"]
-                                        for b in self.bundles[1:]]
+            members = [out["logit"]] + [r["logit"] for r in rest]
             out["logit"] = combine_logits(members, temperatures=[b.temperature for b in self.bundles])
             if mc_passes:  # on the ensemble's calibrated scale
                 out["mc_logits"] = out["mc_logits"] / first.temperature
@@ -141,6 +156,26 @@ class Scorer:
             out["frequency_score"] = np.array([spectral_peak_score(im) for im in images], np.float64)
             out["hf_ratio"] = np.array([high_frequency_ratio(im) for im in images], np.float64)
         return out
+
+
+    def explain(self, images: list[np.ndarray]) -> tuple[np.ndarray, str]:
+        """Heat maps of the first member for face crops (boundary head's map, else Grad-CAM): (N, S, S), kind."""
+        from deepgen.models.explain import heatmaps
+
+        return heatmaps(self.bundles[0].model, images, self.device)
+
+
+def load_ood(bundle):
+    """The bundle's domain check (:class:`~deepgen.evaluation.ood.OodModel`), or None when it records none."""
+    from deepgen.evaluation.ood import OodModel
+
+    record, sample = bundle.extras.get("ood"), bundle.reference.get("ood_sample")
+    return OodModel(record, sample) if record and sample is not None and len(sample) else None
+
+
+def frame_scores(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Calibrated P(fake) of single crops, for timelines: sigmoid(frame logit / T)."""
+    return sigmoid(np.asarray(logits, np.float64) / temperature)
 
 
 def _track_max(values: np.ndarray, media: np.ndarray, tracks: np.ndarray, n_media: int) -> np.ndarray:
@@ -164,7 +199,8 @@ def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
     ``features`` (arrays), ``mc_logits`` (arrays, one value per MC pass) and evidence columns.
     Returns ``media_id``, ``logit`` (video logit, before ``temperature``), ``score``, ``score_raw``
     (T = 1), ``uncertainty``, ``mutual_info`` (NaN without MC passes), ``n_faces``, ``n_tracks``,
-    the mean ``features`` and the mean evidence columns.
+    the mean ``features`` and the mean evidence columns; with an ``ood`` frame column also
+    ``ood_score`` (its mean) and ``in_domain`` (``ood_score <= 1``).
     """
     ids, media = np.unique(frames["media_id"].to_numpy(), return_inverse=True)
     tracks = (frames["track_id"].fillna(0).to_numpy(np.int64) if "track_id" in frames.columns
@@ -189,13 +225,16 @@ def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
     for c in EVIDENCE:
         if c in frames.columns:
             out[c] = np.bincount(media, weights=frames[c].to_numpy(np.float64), minlength=len(ids)) / n_faces
+    if "ood" in frames.columns:
+        out["ood_score"] = np.bincount(media, weights=frames["ood"].to_numpy(np.float64), minlength=len(ids)) / n_faces
+        out["in_domain"] = out["ood_score"] <= 1.0
     return out
 
 
 class BundleActor:
     """Base of the Ray model actors: the bundle(s) loaded once per actor, on its GPU if it has one."""
 
-    def __init__(self, checkpoint: str | list[str], mc_passes: int = 0, evidence: bool = False):
+    def __init__(self, checkpoint: str | list[str], mc_passes: int = 0, evidence: bool = False, explain: int = 0):
         import torch
 
         device = default_device()
@@ -203,4 +242,4 @@ class BundleActor:
             torch.set_num_threads(1)
         self.scorer = Scorer.load(checkpoint, device)
         self.model_id = self.scorer.model_id
-        self.mc_passes, self.evidence = mc_passes, evidence
+        self.mc_passes, self.evidence, self.explain = mc_passes, evidence, explain

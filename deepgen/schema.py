@@ -58,6 +58,8 @@ SCORES_SCHEMA = pa.schema(
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("label", pa.int8()),
         ("dataset", pa.string()),
+        ("ood_score", pa.float64()),  # distance to the bundle's training features, in threshold units
+        ("in_domain", pa.bool_()),  # ood_score <= 1; null without a score or a domain check
     ]
 )
 SCORES_COLUMNS = SCORES_SCHEMA.names

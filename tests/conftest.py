@@ -107,12 +107,33 @@ def tiny_bundle(tmp_path_factory) -> str:
     import numpy as np
     import torch
 
+    from deepgen.evaluation.ood import fit_ood
     from deepgen.models import ModelConfig, create_detector
-    from deepgen.models.bundle import save_bundle
+    from deepgen.models.bundle import reference_stats, save_bundle
 
     torch.manual_seed(0)
     model = create_detector(ModelConfig(image_size=48))
     ref = np.random.default_rng(0).normal(size=(64, model.num_features))
     out = str(tmp_path_factory.mktemp("bundle") / "tiny")
-    save_bundle(out, model, temperature=1.5, reference=ref, datasets=["t"])
+    ood = fit_ood(ref[:48], ref[48:], np.arange(16))  # a domain check, so scoring fills ood_score / in_domain
+    save_bundle(out, model, temperature=1.5, reference={**reference_stats(ref), "ood_sample": ref[:48]},
+                datasets=["t"], extras={"ood": ood})
     return out
+
+
+@pytest.fixture(scope="session")
+def procedural_bundle(ray_session, tmp_path_factory) -> dict:
+    """A bundle trained (Ray Train, 1 worker, 1 epoch, packaged ImageNet Lite0 at 64 px) on a small
+    procedural FF++-like corpus; returns {"bundle": uri, "root": the corpus, "faces": its faces table}."""
+    from deepgen.datasets import write_manifest
+    from deepgen.faces.extract import extract_faces
+    from deepgen.synth import render_preset
+    from deepgen.train import train
+
+    d = tmp_path_factory.mktemp("procedural")
+    root = render_preset("ffpp", str(d / "data"), videos=32, seed=0, frames=4, size=128)
+    write_manifest("ffpp", root, str(d / "m.parquet"))
+    extract_faces(str(d / "m.parquet"), str(d / "faces"), frames=4, size=64, quiet=True)
+    run = train("erm", [str(d / "faces" / "faces")], str(d / "run"), workers=1, quiet=True,
+                overrides={"epochs": 1, "model": {"image_size": 64}})
+    return {"bundle": run["bundle"], "root": root, "faces": str(d / "faces" / "faces")}

@@ -75,6 +75,7 @@ def test_score_and_evaluate_give_the_same_video_predictions(ray_session, tiny_bu
     evaluated = read_table(str(tmp_path / "eval" / "predictions.parquet")).to_pandas().set_index("media_id")
     evaluated = evaluated.loc[scored.index]
     assert (scored["status"] == "ok").all() and len(scored) == 3
-    for col in ("score", "logit", "uncertainty"):
+    for col in ("score", "logit", "uncertainty", "ood_score"):
         np.testing.assert_allclose(scored[col].to_numpy(), evaluated[col].to_numpy(), atol=1e-6, rtol=0)
     assert (scored["n_tracks"] >= 1).all()
+    assert (scored["in_domain"] == evaluated["in_domain"]).all()

@@ -64,8 +64,11 @@ def test_score_contract_and_bad_inputs(ray_session, media, tiny_bundle, tmp_path
             assert 0.0 <= r["score"] <= 1.0 and r["n_faces"] == 4 and r["error"] is None
             assert r["score"] == pytest.approx(1 / (1 + __import__("math").exp(-r["logit"] / 1.5)))
             assert len(r["features"]) > 0
-        else:
+            assert r["ood_score"] is not None and r["in_domain"] is not None
+            assert len(r["frame_scores"]) == len(r["frame_indices"]) == len(r["frame_times"]) == r["n_faces"]
+        else:  # a failure is a null score with its status, never 0.5; nothing else pretends to be a result
             assert r["score"] is None and r["error"]
+            assert r["logit"] is r["uncertainty"] is r["ood_score"] is r["in_domain"] is r["frame_scores"] is None
     assert summary["by_status"] == {"decode_error": 1, "missing": 1, "no_face": 1, "ok": 2, "unreadable": 2}
     with pytest.raises(DeepgenError, match="already exists"):
         score(manifest, tiny_bundle, out, CFG)

@@ -27,3 +27,16 @@ def evaluate(checkpoints, faces, out, split, mc_passes, subgroups, adversarial, 
             adversarial=adversarial, address=address, overwrite=overwrite, quiet=quiet)
     click.echo(json.dumps({"report": m["report"], "summary": m["summary"],
                            "per_dataset_auc": {d: r.get("auc") for d, r in m["per_dataset"].items()}}, indent=2))
+
+
+@click.command("review")
+@click.option("--scores", required=True, help="Scores table (score's --out, a store partition; path or s3://).")
+@click.option("--out", required=True, help="Output directory for index.html (path or s3://).")
+@click.option("--top", default=200, show_default=True, help="Highest-scoring items whose images are embedded.")
+@click.option("--page-size", default=50, show_default=True, help="Items per page.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def review(scores, out, top, page_size, overwrite) -> None:
+    """One self-contained HTML page for analysts: items by score, filters, crops, heat maps, timelines."""
+    from deepgen.evaluation.review import review as run
+
+    click.echo(json.dumps(run(scores, out, top=top, page_size=page_size, overwrite=overwrite), indent=2))

@@ -43,7 +43,7 @@ class FrameScorer(BundleActor):
         }
         if "mc_logits" in out:
             cols["mc_logits"] = pa.array(list(out["mc_logits"].T), pa.list_(pa.float64()))
-        for c in EVIDENCE:
+        for c in (*EVIDENCE, "ood"):
             if c in out:
                 cols[c] = pa.array(out[c], pa.float64())
         return pa.table(cols)
@@ -149,6 +149,8 @@ def evaluate(
         "temperature": main.temperature,
         "calibration": _calibration(videos),
     }
+    if "in_domain" in videos.columns:  # share of each dataset's videos the domain check flags
+        metrics["out_of_domain_share"] = {d: float(1.0 - g["in_domain"].mean()) for d, g in videos.groupby("dataset")}
     sections: list[tuple] = []
     shift = {}
     for d in sorted(videos["dataset"].unique()):

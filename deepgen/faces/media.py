@@ -119,4 +119,5 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     faces.sort(key=lambda f: (f["frame_index"], f["track_id"]))
     status = "ok" if faces else "no_face"
     err = None if faces else f"no face found in {len(frames)} sampled frames"
-    return faces, status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0)
+    return faces, {**status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0),
+                   "fps": float(sampled.fps or 0.0) or None}

@@ -15,6 +15,8 @@ _common = [
     click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
     click.option("--evidence", is_flag=True, help="Add artifact evidence columns (frequency score)."),
+    click.option("--explain", default=0, show_default=True,
+                 help="Save heat-map overlays of the top K frames of every flagged item (0 = off)."),
     click.option("--model-batch", default=8, show_default=True, help="Media per model call."),
     click.option("--allowed-roots", multiple=True, help="Only read URIs under these prefixes (repeatable)."),
     click.option("--address", default=None, help="Ray address (ray://… or auto); embedded Ray if unset."),
@@ -28,24 +30,55 @@ def common(f):
     return f
 
 
-def _cfg(frames, detector, mc_passes, evidence, model_batch):
+def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0):
     from deepgen.scoring.pipeline import ScoreConfig
 
+    if explain < 0:
+        from deepgen.errors import DeepgenError
+
+        raise DeepgenError(f"--explain is {explain}; give the number of frames to explain per item (0 = off).")
     return ScoreConfig(frames=frames, detector=detector, mc_passes=mc_passes, evidence=evidence,
-                       model_batch=model_batch)
+                       model_batch=model_batch, explain=explain)
 
 
 @click.command("score")
-@click.option("--manifest", required=True, help="Manifest Parquet, or a folder / s3:// prefix of media.")
-@click.option("--out", required=True, help="Output scores table directory (path or s3://).")
+@click.argument("media", required=False)
+@click.option("--manifest", default=None, help="Manifest Parquet, or a folder / s3:// prefix of media.")
+@click.option("--out", default=None, help="Output scores table directory (path or s3://); needed with --manifest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="One file: print its scores row as JSON instead of text.")
 @common
-def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, evidence, model_batch,
-          allowed_roots, address, quiet) -> None:
-    """Score every media item of a manifest: one row per item, failures as status rows."""
+def score(media, manifest, out, overwrite, as_json, checkpoints, frames, detector, mc_passes, evidence, explain,
+          model_batch, allowed_roots, address, quiet) -> None:
+    """Score every media item of a manifest (one row per item, failures as status rows), or one MEDIA
+    file: `deepgen score clip.mp4 --checkpoint C` prints its verdict."""
+    from deepgen.errors import DeepgenError
+
+    cfg = _cfg(frames, detector, mc_passes, evidence, model_batch, explain)
+    if media is not None:
+        if manifest is not None:
+            raise DeepgenError("give either one MEDIA file or --manifest, not both.")
+        from deepgen.scoring.score import format_verdict, score_file
+
+        row = score_file(media, list(checkpoints), cfg)
+        if out is not None:
+            from deepgen import storage
+            from deepgen.scoring.pipeline import scores_schema
+
+            with storage.atomic_dir(out, overwrite=overwrite) as tmp:
+                storage.write_table(__import__("pyarrow").Table.from_pylist([row], schema=scores_schema()),
+                                    storage.join(tmp, "part-00000.parquet"))
+        if as_json:
+            skip = ("features", "face_crops", "heatmaps")
+            click.echo(json.dumps({k: v for k, v in row.items() if k not in skip}, indent=2, default=str))
+        else:
+            click.echo(format_verdict(row))
+        return
+    if manifest is None or out is None:
+        raise DeepgenError("pass --manifest M and --out SCORES to score many items, or one MEDIA file to score it.")
     from deepgen.scoring.score import score as run
 
-    summary = run(manifest, list(checkpoints), out, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(manifest, list(checkpoints), out, cfg,
                   address=address, overwrite=overwrite, allowed_roots=list(allowed_roots) or None, quiet=quiet)
     click.echo(json.dumps(summary, indent=2))
 
@@ -60,11 +93,12 @@ def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, ev
               help="Seconds to wait while another rescore of the same store and model runs.")
 @common
 def rescore(incoming, store_uri, date, chunk_size, alpha, lease_wait, checkpoints, frames, detector, mc_passes,
-            evidence, model_batch, allowed_roots, address, quiet) -> None:
+            evidence, explain, model_batch, allowed_roots, address, quiet) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
-    summary = run(incoming, list(checkpoints), store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(incoming, list(checkpoints), store_uri,
+                  _cfg(frames, detector, mc_passes, evidence, model_batch, explain),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
                   chunk_size=chunk_size, alpha=alpha, quiet=quiet, lease_wait_s=lease_wait)
     click.echo(json.dumps(summary, indent=2, default=str))

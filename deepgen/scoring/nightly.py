@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
 from deepgen.scoring.lease import Lease
 from deepgen.scoring.pipeline import ScoreConfig, score_stream
+from deepgen.scoring.score import domain_counts, domain_warning
 
 
 def rescore(
@@ -61,6 +63,7 @@ def rescore(
     bundles = [load_bundle(p) for p in paths]
     model_id = ensemble_model_id([b.model_id for b in bundles])  # a new model (or member) rescores everything
     written = 0
+    run_domain = {"checked": 0, "out_of_domain": 0}
     # one run at a time per store and model: what is done is read only once the lease is held
     with Lease(store_uri, model_id, wait_s=lease_wait_s) as lease:
         done = store.scored_keys(store_uri, model_id)
@@ -72,6 +75,8 @@ def rescore(
             progress = Progress(len(todo), "rescore", quiet=quiet)
             for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
                 progress.update(batch.num_rows)
+                for k, v in domain_counts(batch).items():
+                    run_domain[k] += v
                 pending.append(batch)
                 n_pending += batch.num_rows
                 if n_pending >= chunk_size:
@@ -81,10 +86,14 @@ def rescore(
                 _commit(lease, store_uri, model_id, date, run_id, written, pending)
                 written += 1
             progress.close()
+    warning = domain_warning(run_domain)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     summary = run_summary(store_uri, model_id, bundles[0].reference, date, alpha=alpha)
     summary.update({
         "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo),
         "already_scored": len(rows) - len(todo), "chunks_written": written, "lease_wait_s": round(lease.waited_s, 2),
+        "run_out_of_domain": run_domain["out_of_domain"],
         "seconds": round(time.perf_counter() - t0, 2),
     })
     storage.write_bytes(storage.join(store_uri, "runs", f"{date}-{run_id}.json"),
@@ -132,6 +141,7 @@ def run_summary(store_uri: str, model_id: str, reference: dict, date: str, alpha
         "by_status": dict(sorted(statuses.items())),
         "score_histogram": {"edges": edges.round(3).tolist(), "counts": hist.tolist()},
         "share_flagged_fake": float((scores >= 0.5).mean()) if len(scores) else None,
+        "out_of_domain": domain_counts(table)["out_of_domain"],
     })
     feats = [f for f in table.column("features").to_pylist() if f is not None]
     shift = None

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from deepgen.faces.media import ExtractConfig, extract_media
-from deepgen.inference import EVIDENCE, BundleActor, aggregate_media
+from deepgen.inference import EVIDENCE, BundleActor, aggregate_media, frame_scores
 
 # Extra columns beside the scores contract (SCORES_SCHEMA): shift features and provenance.
 EXTRA_SCHEMA = [
@@ -27,6 +27,16 @@ EXTRA_SCHEMA = [
     ("features", pa.list_(pa.float32())),
     ("frequency_score", pa.float64()),  # evidence: upsampling peaks in the crops' spectra
     ("boundary_score", pa.float64()),  # evidence: blending-boundary head's max response (NaN without one)
+    # per-frame timeline, one entry per scored face crop (list columns: one row per item stays the unit
+    # of atomic writes and of the store's exactly-once keys)
+    ("frame_indices", pa.list_(pa.int32())),  # sampled frame's index in the media
+    ("frame_times", pa.list_(pa.float32())),  # its time in seconds (null entries when the rate is unknown)
+    ("frame_tracks", pa.list_(pa.int32())),  # the face track it belongs to
+    ("frame_scores", pa.list_(pa.float32())),  # calibrated P(fake) of that crop
+    ("face_crops", pa.list_(pa.binary())),  # per track, the encoded crop of its highest-scoring frame
+    ("heatmaps", pa.list_(pa.binary())),  # --explain K: PNG overlays of the top-K frames of a flagged item
+    ("heatmap_frames", pa.list_(pa.int32())),  # their frame indices
+    ("heatmap_kind", pa.string()),  # gradcam | boundary
 ]
 
 
@@ -50,13 +60,15 @@ class ScoreConfig:
     face_workers: int | None = None
     model_workers: int | None = None
     use_gpu: bool | None = None  # None: one GPU per model actor when the cluster has GPUs
+    explain: int = 0  # > 0: heat-map overlays of the top-K frames of every flagged item (score >= 0.5)
 
 
 _CARRY = ("media_id", "uri", "label", "dataset", "fingerprint")
 CROPS_SCHEMA = pa.schema([("media_id", pa.string()), ("uri", pa.string()), ("label", pa.int8()),
                           ("dataset", pa.string()), ("fingerprint", pa.string()), ("status", pa.string()),
                           ("error", pa.string()), ("n_frames", pa.int32()), ("crops", pa.list_(pa.binary())),
-                          ("track_ids", pa.list_(pa.int32()))])
+                          ("track_ids", pa.list_(pa.int32())), ("frame_indices", pa.list_(pa.int32())),
+                          ("fps", pa.float64())])
 
 
 class FaceStage:
@@ -80,7 +92,8 @@ class FaceStage:
                 faces, st = extract_media(row, self.cfg, self.detector)
             out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
                         "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
-                        "track_ids": [int(f.get("track_id") or 0) for f in faces]})
+                        "track_ids": [int(f.get("track_id") or 0) for f in faces],
+                        "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps")})
         return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
 
 
@@ -95,6 +108,7 @@ class ModelStage(BundleActor):
         frames = pd.DataFrame({
             "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
+            "frame_index": [i for m in media_rows for i in (m.get("frame_indices") or range(len(m["crops"])))],
         })
         if images:
             out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
@@ -102,15 +116,51 @@ class ModelStage(BundleActor):
             frames["features"] = list(out["features"])
             if self.mc_passes:
                 frames["mc_logits"] = list(out["mc_logits"].T)
-            for c in EVIDENCE:
+            for c in (*EVIDENCE, "ood"):
                 if c in out:
                     frames[c] = out[c]
         videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if images else None
-        return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id), schema=scores_schema())
+        details = self.details(media_rows, frames, images, videos) if images else {}
+        return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details), schema=scores_schema())
+
+    def details(self, media_rows: list[dict], frames: pd.DataFrame, images: list[np.ndarray],
+                videos: pd.DataFrame) -> dict[str, dict]:
+        """Per item: the frame timeline, each track's top crop and, with ``explain``, heat-map overlays."""
+        frames = frames.assign(frame_score=frame_scores(frames["logit"], self.scorer.temperature),
+                               crop=[b for m in media_rows for b in m["crops"]], _pos=np.arange(len(frames)))
+        out: dict[str, dict] = {}
+        explain: list[tuple[str, int]] = []  # (media_id, position in images)
+        for m in media_rows:
+            g = frames[frames["media_id"] == m["media_id"]]
+            if not len(g):
+                continue
+            fps = m.get("fps")
+            best = g.sort_values("frame_score", ascending=False, kind="stable")
+            out[m["media_id"]] = {
+                "frame_indices": g["frame_index"].astype(int).tolist(),
+                "frame_times": [round(i / fps, 3) if fps else None for i in g["frame_index"]],
+                "frame_tracks": g["track_id"].astype(int).tolist(),
+                "frame_scores": g["frame_score"].astype(float).tolist(),
+                "face_crops": best.drop_duplicates("track_id").sort_values("track_id")["crop"].tolist(),
+            }
+            if self.explain and float(videos.loc[m["media_id"], "score"]) >= 0.5:
+                explain += [(m["media_id"], int(p)) for p in best["_pos"].head(self.explain)]
+        if explain:
+            from deepgen.models.explain import overlay_png
+
+            heat, kind = self.scorer.explain([images[p] for _, p in explain])
+            for (mid, p), h in zip(explain, heat):
+                d = out[mid]
+                d.setdefault("heatmaps", []).append(overlay_png(images[p], h))
+                d.setdefault("heatmap_frames", []).append(int(frames["frame_index"].iloc[p]))
+                d["heatmap_kind"] = kind
+        return out
 
 
-def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: str) -> list[dict]:
-    """Scores rows (SCORES_SCHEMA + extras) from the media rows and their aggregated videos."""
+def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: str,
+               details: dict[str, dict] | None = None) -> list[dict]:
+    """Scores rows (SCORES_SCHEMA + extras) from the media rows, their aggregated videos and per-item
+    ``details`` (timeline, crops, heat maps). An item without a score keeps every score column null."""
     now = datetime.now(timezone.utc)
     rows = []
     for meta in media_rows:
@@ -125,6 +175,9 @@ def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: st
                        mutual_info=None if np.isnan(v["mutual_info"]) else float(v["mutual_info"]),
                        n_faces=int(v["n_faces"]), n_tracks=int(v["n_tracks"]),
                        features=np.asarray(v["features"], np.float32).tolist())
+            if "ood_score" in v.index and np.isfinite(v["ood_score"]):
+                rec.update(ood_score=float(v["ood_score"]), in_domain=bool(v["in_domain"]))
+            rec.update((details or {}).get(meta["media_id"], {}))
         rows.append(rec)
     return rows
 
@@ -132,9 +185,10 @@ def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: st
 class CpuStage:
     """CPU clusters: face stage and model stage fused in one actor (see :func:`score_stream`)."""
 
-    def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool):
+    def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool,
+                 explain: int = 0):
         self.faces = FaceStage(cfg)
-        self.model = ModelStage(checkpoint, mc_passes, evidence)
+        self.model = ModelStage(checkpoint, mc_passes, evidence, explain)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.model(self.faces(batch))
@@ -159,12 +213,11 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 if cfg.use_gpu is None else cfg.use_gpu
-    crops = crop_settings(checkpoint if isinstance(checkpoint, str) else checkpoint[0], cfg)
-    ecfg = ExtractConfig(frames=cfg.frames, margin=crops["margin"], align=crops["align"], detector=cfg.detector,
-                         max_side=cfg.max_side, size=crops["size"], threads=1)
+    ecfg = extract_config(checkpoint, cfg)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
-    model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
+    model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence,
+                    "explain": cfg.explain}
     if not use_gpu:
         # CPU only: one fused actor per core decodes, detects and scores, so no core idles waiting on
         # a separate model stage (the model is small next to decoding and detection).
@@ -182,6 +235,13 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
                             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=model_workers),
                             num_gpus=1, num_cpus=1)
     yield from ds.iter_batches(batch_size=batch_rows, batch_format="pyarrow")
+
+
+def extract_config(checkpoint: str | list[str], cfg: ScoreConfig) -> ExtractConfig:
+    """How scoring samples and crops faces for ``checkpoint`` (the first member of an ensemble)."""
+    crops = crop_settings(checkpoint if isinstance(checkpoint, str) else checkpoint[0], cfg)
+    return ExtractConfig(frames=cfg.frames, margin=crops["margin"], align=crops["align"], detector=cfg.detector,
+                         max_side=cfg.max_side, size=crops["size"], threads=1)
 
 
 def crop_settings(checkpoint: str, cfg: ScoreConfig) -> dict:

@@ -59,6 +59,18 @@ def face_frames(face: np.ndarray, n: int, w: int, h: int, face_h: float = 0.6, s
     return out
 
 
+def zoom_frames(photo: np.ndarray, n: int, side: int = 240, zoom: float = 0.02) -> list[np.ndarray]:
+    """``n`` frames of a still photo (longer side ``side``, even sizes) with a slow zoom of ``zoom`` per frame."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    k = side / max(h, w)
+    img = cv2.resize(photo, (max(2, int(w * k) // 2 * 2), max(2, int(h * k) // 2 * 2)), interpolation=cv2.INTER_AREA)
+    hh, ww = img.shape[:2]
+    return [cv2.warpAffine(img, cv2.getRotationMatrix2D((ww / 2, hh / 2), 0, 1 + zoom * t), (ww, hh),
+                           borderMode=cv2.BORDER_REFLECT) for t in range(n)]
+
+
 def noise_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
     """Frames of smooth random noise, with no face in them."""
     import cv2

@@ -319,7 +319,8 @@ class _Worker:
             synthetic = np.concatenate([p["synthetic"] for p in parts])
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
             np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets, videos=videos,
-                     tracks=tracks, synthetic=synthetic, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+                     tracks=tracks, synthetic=synthetic, features=feats[keep], feature_labels=labels[keep],
+                     feature_datasets=dsets[keep], feature_videos=videos[keep])
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 

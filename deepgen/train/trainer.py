@@ -31,6 +31,7 @@ from deepgen.train.loop import (
 BUNDLE_DIR = "bundle"
 CROP_KEYS = ("detector", "size", "margin", "align")
 CHECKPOINTS_DIR = "checkpoints"
+OOD_REFERENCE = 1024  # training faces whose features the out-of-domain check measures distances to
 
 
 def _blocks(table: pa.Table, rows_per_block: int):
@@ -127,6 +128,17 @@ def video_logits(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, v
     agg = aggregate_media(frames, 1.0)  # sorted by media_id
     first = pd.DataFrame({"v": videos, "y": labels, "d": datasets}).groupby("v").first().loc[agg["media_id"]]
     return agg["logit"].to_numpy(), first["y"].to_numpy(), first["d"].to_numpy()
+
+
+def training_features(model, train: pa.Table, n: int = OOD_REFERENCE, seed: int = 0) -> np.ndarray:
+    """Features of a seeded sample of ``n`` training faces under the final model: the reference the
+    out-of-domain check measures distances to (``ood_sample`` in ``reference_features.npz``)."""
+    from deepgen.faces.crop import decode_image
+    from deepgen.inference import model_frame_outputs
+
+    idx = np.sort(np.random.default_rng(seed).permutation(train.num_rows)[:n])
+    images = [decode_image(b) for b in train.column("image").take(pa.array(idx)).to_pylist()]
+    return model_frame_outputs(model, images, "cpu")["features"].astype(np.float32)
 
 
 def crop_settings(faces: list[str]) -> dict | None:
@@ -263,8 +275,12 @@ def train(
     temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
                                                 data.val_datasets, val["videos"][seen], val["tracks"][seen])
     from deepgen.evaluation.calibration import fit_temperature
+    from deepgen.evaluation.ood import fit_ood
 
     frame_temperature = fit_temperature(val["logits"][seen], val["labels"][seen])  # for comparison
+    ood_sample = training_features(model, data.train, seed=cfg.seed)
+    feature_videos = val.get("feature_videos", np.arange(len(val["features"])))  # older states: a face = an item
+    ood = fit_ood(ood_sample, val["features"][ref_rows], feature_videos[ref_rows])
     selected = state["history"][-1]
     history = state["history"]
     if result.checkpoint is not None and result.checkpoint.path != best.path:
@@ -295,10 +311,11 @@ def train(
         recipe={**cfg.to_dict(), "domains": data.domains, "methods": data.methods},
         temperature=temperature,
         domain_temperatures=domain_temps,
-        reference=reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
+        reference={**reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
+                   "ood_sample": ood_sample},
         datasets=datasets,
         metrics=metrics,
-        extras={"faces": crops} if crops else None,
+        extras={"ood": ood, **({"faces": crops} if crops else {})},
         overwrite=overwrite,
         inputs=[*faces, *heldout],
     )
