@@ -14,7 +14,7 @@ from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
 from deepgen.faces.track import track_faces
-from deepgen.video import MediaError, sample_frames
+from deepgen.video import MediaError, run_positions, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
 
@@ -24,6 +24,8 @@ class ExtractConfig:
     """How faces are sampled, detected, cropped and encoded."""
 
     frames: int = 32
+    sampling: str = "uniform"  # uniform | clips (runs of clip_len frames from keyframes; deepgen.video.clip_runs)
+    clip_len: int = 8
     size: int = 224
     margin: float = 0.3
     detector: str = "yunet"
@@ -45,11 +47,12 @@ class ExtractConfig:
 
 
 def status_row(row: dict, status: str, error: str | None = None, n_frames: int = 0, n_faces: int = 0,
-               seconds: float = 0.0) -> dict:
+               seconds: float = 0.0, clips_off_key: int | None = None) -> dict:
     return {
         "media_id": row.get("media_id"), "uri": row.get("uri"), "status": status, "error": error,
         "n_frames": int(n_frames), "n_faces": int(n_faces),
         "label": row.get("label"), "dataset": row.get("dataset"), "seconds": float(seconds),
+        "clips_off_key": clips_off_key,
     }
 
 
@@ -86,7 +89,7 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     t0 = time.perf_counter()
     try:
         sampled = sample_frames(row["uri"], cfg.frames, cfg.max_side, row.get("media_type") or "video",
-                                threads=cfg.threads)
+                                threads=cfg.threads, sampling=cfg.sampling, clip_len=cfg.clip_len)
     except MediaError as e:
         return [], status_row(row, e.status, e.reason, seconds=time.perf_counter() - t0)
     except Exception as e:  # a decoder bug must not kill a corpus run
@@ -99,6 +102,7 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     inv = 1.0 / sampled.scale
     faces = []
     carried = {k: row.get(k) for k in CARRIED + tuple(cfg.carry)}
+    clip_of = run_positions(sampled.indices, sampled.runs)
     for t, track_id, d in kept:
         if cfg.align and cfg.align_passes and d.landmarks is not None and len(d.landmarks) == 5:
             refined = refine_landmarks(frames[t], d.landmarks, lambda img: det.detect([img])[0], cfg.size,
@@ -114,9 +118,12 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
             "box": [float(v) for v in orig.box],
             "landmarks": None if orig.landmarks is None else np.asarray(orig.landmarks, np.float32).ravel().tolist(),
             "det_score": float(d.score),
+            "clip_index": clip_of[t][0],
+            "clip_pos": clip_of[t][1],
             **carried,
         })
     faces.sort(key=lambda f: (f["frame_index"], f["track_id"]))
     status = "ok" if faces else "no_face"
     err = None if faces else f"no face found in {len(frames)} sampled frames"
-    return faces, status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0)
+    off_key = None if sampled.runs is None else int(sampled.off_key)
+    return faces, status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0, off_key)

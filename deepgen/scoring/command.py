@@ -12,6 +12,9 @@ _common = [
     click.option("--checkpoint", "checkpoints", multiple=True, required=True,
                  help="Checkpoint bundle (path or s3://); repeat for an equal-weight ensemble."),
     click.option("--frames", default=32, show_default=True, help="Frames sampled per video."),
+    click.option("--sampling", type=click.Choice(["uniform", "clips"]), default="uniform", show_default=True,
+                 help="uniform: frames spread evenly; clips: runs of --clip-len frames, each from a keyframe."),
+    click.option("--clip-len", default=8, show_default=True, help="Frames per run with --sampling clips."),
     click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
     click.option("--evidence", is_flag=True, help="Add artifact evidence columns (frequency score)."),
@@ -28,11 +31,11 @@ def common(f):
     return f
 
 
-def _cfg(frames, detector, mc_passes, evidence, model_batch):
+def _cfg(frames, detector, mc_passes, evidence, model_batch, sampling="uniform", clip_len=8):
     from deepgen.scoring.pipeline import ScoreConfig
 
     return ScoreConfig(frames=frames, detector=detector, mc_passes=mc_passes, evidence=evidence,
-                       model_batch=model_batch)
+                       model_batch=model_batch, sampling=sampling, clip_len=clip_len)
 
 
 @click.command("score")
@@ -40,12 +43,13 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch):
 @click.option("--out", required=True, help="Output scores table directory (path or s3://).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @common
-def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, evidence, model_batch,
-          allowed_roots, address, quiet) -> None:
+def score(manifest, out, overwrite, checkpoints, frames, sampling, clip_len, detector, mc_passes, evidence,
+          model_batch, allowed_roots, address, quiet) -> None:
     """Score every media item of a manifest: one row per item, failures as status rows."""
     from deepgen.scoring.score import score as run
 
-    summary = run(manifest, list(checkpoints), out, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(manifest, list(checkpoints), out,
+                  _cfg(frames, detector, mc_passes, evidence, model_batch, sampling, clip_len),
                   address=address, overwrite=overwrite, allowed_roots=list(allowed_roots) or None, quiet=quiet)
     click.echo(json.dumps(summary, indent=2))
 
@@ -57,12 +61,13 @@ def score(manifest, out, overwrite, checkpoints, frames, detector, mc_passes, ev
 @click.option("--chunk-size", default=32, show_default=True, help="Rows per committed chunk.")
 @click.option("--alpha", default=0.01, show_default=True, help="Significance level of the shift alarm.")
 @common
-def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoints, frames, detector, mc_passes, evidence,
-            model_batch, allowed_roots, address, quiet) -> None:
+def rescore(incoming, store_uri, date, chunk_size, alpha, checkpoints, frames, sampling, clip_len, detector,
+            mc_passes, evidence, model_batch, allowed_roots, address, quiet) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
-    summary = run(incoming, list(checkpoints), store_uri, _cfg(frames, detector, mc_passes, evidence, model_batch),
+    summary = run(incoming, list(checkpoints), store_uri,
+                  _cfg(frames, detector, mc_passes, evidence, model_batch, sampling, clip_len),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
                   chunk_size=chunk_size, alpha=alpha, quiet=quiet)
     click.echo(json.dumps(summary, indent=2, default=str))

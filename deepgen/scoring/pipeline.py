@@ -41,6 +41,8 @@ class ScoreConfig:
     """How media are scored: sampling, detection, MC dropout, batching and placement."""
 
     frames: int = 32
+    sampling: str = "uniform"  # uniform | clips (keyframe-anchored runs of clip_len frames; deepgen.video)
+    clip_len: int = 8
     margin: float | None = None  # None: the margin the bundle's training faces were cropped with (else 0.3)
     detector: str = "yunet"
     max_side: int = 640
@@ -160,8 +162,9 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 if cfg.use_gpu is None else cfg.use_gpu
     crops = crop_settings(checkpoint if isinstance(checkpoint, str) else checkpoint[0], cfg)
-    ecfg = ExtractConfig(frames=cfg.frames, margin=crops["margin"], align=crops["align"], detector=cfg.detector,
-                         max_side=cfg.max_side, size=crops["size"], threads=1)
+    ecfg = ExtractConfig(frames=cfg.frames, sampling=cfg.sampling, clip_len=cfg.clip_len, margin=crops["margin"],
+                         align=crops["align"], detector=cfg.detector, max_side=cfg.max_side, size=crops["size"],
+                         threads=1)
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
