@@ -108,11 +108,12 @@ SAMPLINGS = ("uniform", "clips")
 def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tuple[int, int]], int]:
     """Plan ``n`` frames of ``range(n_total)`` as runs ``(start, length)`` of ``clip_len`` consecutive
     frames (the last run shorter when ``clip_len`` does not divide ``n``), spread evenly, each starting
-    at the keyframe nearest its even spot.
+    at a keyframe near its even spot, so decoding costs about ``n`` frames plus one seek per run.
 
-    Where no keyframe is free for a run (GOPs longer than the spread allows) it starts at its even
-    spot anyway; the second value counts those runs. Runs are sorted and never overlap. Shared by
-    frame extraction and temporal models, so both see the same frames.
+    Where no keyframe lies near a run's spot (GOPs longer than the spread allows), the run follows
+    straight on from the run before it when that is nearer than the nearest free keyframe, so the
+    decode work stays about ``n`` frames; the second value counts runs not starting at a keyframe.
+    Runs are sorted and never overlap. Shared by frame extraction and temporal models.
     """
     if n_total <= 0 or n <= 0:
         return [], 0
@@ -121,16 +122,20 @@ def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tupl
     lengths = [t] * (n // t) + ([n % t] if n % t else [])
     m = len(lengths)
     slack = n_total - n
+    near = n_total / m / 2  # a keyframe this close to a run's spot always wins
     keys = sorted({int(k) for k in keyframes if 0 <= k < n_total})
     runs, off_key, lo = [], 0, 0
     for i, length in enumerate(lengths):
         spot = sum(lengths[:i]) + (round(i * slack / (m - 1)) if m > 1 else slack // 2)
         hi = n_total - sum(lengths[i:])  # room left for this run and the ones after it
         free = [k for k in keys if lo <= k <= hi]
-        if free:
-            start = min(free, key=lambda k: (abs(k - spot), k))
+        key = min(free, key=lambda k: (abs(k - spot), k)) if free else None
+        chain = lo if runs else None  # straight on from the previous run: no extra decoding
+        if key is not None and (abs(key - spot) <= near or chain is None or abs(key - spot) <= abs(chain - spot)):
+            start = key
         else:
-            start, off_key = min(max(spot, lo), hi), off_key + 1
+            start = chain if chain is not None else min(max(spot, lo), hi)
+            off_key += 1
         runs.append((start, length))
         lo = start + length
     return runs, off_key

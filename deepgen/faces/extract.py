@@ -348,8 +348,8 @@ def extract_settings(cfg: ExtractConfig, statuses: list[dict]) -> dict:
         out["clips_fallback"] = {
             "media": len(off),
             "runs": int(sum(s["clips_off_key"] for s in off)),
-            "note": "runs that started between keyframes (GOPs longer than the video allows); "
-                    "they decode from the keyframe before them",
+            "note": "runs that could not start at a keyframe (GOPs longer than the video allows) "
+                    "follow straight on from the run before them",
             "examples": [s["media_id"] for s in off[:5]],
         }
     return out
