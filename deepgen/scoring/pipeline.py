@@ -52,6 +52,9 @@ class ScoreConfig:
     face_workers: int | None = None
     model_workers: int | None = None
     use_gpu: bool | None = None  # None: one GPU per model actor when the cluster has GPUs
+    gpu_decode: bool = False  # with GPUs: the fused GpuStage (decode on NVDEC, crops on the GPU) per GPU slice
+    gpu_slices: int = 1  # fused GPU actors per GPU
+    in_flight: int = 4  # media decoded at once per fused GPU actor
 
 
 _CARRY = ("media_id", "uri", "label", "dataset", "fingerprint")
@@ -94,11 +97,16 @@ class ModelStage(BundleActor):
 
         media_rows = batch.to_pylist()
         images = [decode_image(b) for m in media_rows for b in m["crops"]]
+        return self.score_media(media_rows, images)
+
+    def score_media(self, media_rows: list[dict], images) -> pa.Table:
+        """Scores rows of media whose crops are ``images`` (numpy list or a uint8 device tensor),
+        in media order, ``len(m["crops"])`` each."""
         frames = pd.DataFrame({
             "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
         })
-        if images:
+        if len(images):
             out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
             frames["logit"] = out["logit"]
             frames["features"] = list(out["features"])
@@ -107,7 +115,7 @@ class ModelStage(BundleActor):
             for c in EVIDENCE:
                 if c in out:
                     frames[c] = out[c]
-        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if images else None
+        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if len(images) else None
         return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id), schema=scores_schema())
 
 
@@ -142,6 +150,39 @@ class CpuStage:
         return self.model(self.faces(batch))
 
 
+class GpuStage:
+    """Fused GPU actor (one per GPU slice): decode on the device (NVDEC via torchcodec), detect on
+    small frames on the CPU, crop on the device, one batched model pass (bf16 on a GPU, fp32 on a
+    CPU); only paths come in and score rows go out. See :mod:`deepgen.scoring.gpu`."""
+
+    def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool,
+                 in_flight: int = 4):
+        from deepgen.inference import default_device
+        from deepgen.scoring.gpu import DeviceFaces
+
+        self.model = ModelStage(checkpoint, mc_passes, evidence)
+        self.faces = DeviceFaces(cfg, default_device(), in_flight)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        rows = batch.to_pylist()
+        todo = [r for r in rows if not r.get("status")]  # rows rejected before decoding pass through
+        found = dict(zip((id(r) for r in todo), self.faces.map(todo)))
+        media_rows, crops = [], []
+        for row in rows:
+            st, c, tracks = found.get(id(row), ({"status": row.get("status"), "error": row.get("error"),
+                                                  "n_frames": 0}, None, []))
+            n = 0 if c is None else len(c)
+            media_rows.append({**{k: row.get(k) for k in _CARRY}, **st, "crops": [None] * n, "track_ids": tracks})
+            if c is not None:
+                crops.append(c)
+        images = torch.cat(crops) if crops else []
+        if self.model.evidence and len(images):  # the evidence features read numpy crops
+            images = list(images.permute(0, 2, 3, 1).cpu().numpy())
+        return self.model.score_media(media_rows, images)
+
+
 def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig,
                  batch_rows: int = 64) -> Iterator[pa.Table]:
     """Run the pipeline over manifest-like rows; yields score tables as results stream in.
@@ -168,7 +209,16 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
-    if not use_gpu:
+    if use_gpu and cfg.gpu_decode:
+        # one fused actor per GPU slice: paths in, score rows out; its threads keep NVDEC engines busy
+        slices = max(1, cfg.gpu_slices)
+        actors = max(1, min(gpus * slices, len(items)))
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * actors))
+        ds = map_actors(ds, GpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs, "in_flight": cfg.in_flight},
+                        batch_size=cfg.model_batch, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 / slices,
+                        num_cpus=max(1, cpus // actors))
+    elif not use_gpu:
         # CPU only: one fused actor per core decodes, detects and scores, so no core idles waiting on
         # a separate model stage (the model is small next to decoding and detection).
         workers = min(cfg.face_workers or cpus, len(items))
