@@ -113,3 +113,20 @@ def test_device_resize_is_area_averaging():
     got = resize_frames(torch.from_numpy(img)[None], 48, 36)[0].permute(1, 2, 0).numpy().astype(int)
     want = cv2.resize(img.transpose(1, 2, 0), (48, 36), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_score_with_gpu_decode_runs_the_fused_stage_through_ray(ray_session, media, tiny_bundle, tmp_path):
+    """``deepgen score --gpu-decode`` on a CPU-only cluster: the fused stage on CPU actors, one row per item."""
+    if not _torchcodec_loads():
+        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+    from deepgen.scoring.pipeline import ScoreConfig, score_table_rows
+
+    cfg = ScoreConfig(frames=4, gpu_decode=True, face_workers=1, model_batch=2)
+    fused = score_table_rows(media, tiny_bundle, cfg).to_pylist()
+    plain = score_table_rows(media, tiny_bundle, ScoreConfig(frames=4, face_workers=1)).to_pylist()
+    assert [r["media_id"] for r in fused] == [r["media_id"] for r in media]
+    assert [r["status"] for r in fused] == [r["status"] for r in plain] == ["ok", "ok", "no_face", "decode_error",
+                                                                              "missing"]
+    assert [r["n_faces"] for r in fused] == [r["n_faces"] for r in plain]
+    for f, p in zip(fused[:2], plain[:2]):
+        assert abs(f["score"] - p["score"]) < 1e-4  # the plain path JPEG-encodes its crops: still within 1e-4

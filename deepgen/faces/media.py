@@ -37,7 +37,7 @@ class ExtractConfig:
     align_passes: int = 8  # with align: re-detect the 5 landmarks on the aligned crop up to this many times
     predictor_path: str | None = None
     detect_batch: int = 8
-    size_hints: bool = True  # main-track mode: search near the last face's size first
+    size_hints: bool = True  # main-track mode: search near the last face's size (Haar) or place (YuNet, clips) first
     threads: int = 0  # decoder threads; 0 = codec default, 1 inside Ray actors
     carry: tuple[str, ...] = ()  # extra manifest columns copied onto every face row (e.g. skin_tone)
     min_track_share: float = 0.3  # keep tracks seen in >= this share of sampled frames (see faces.track)
@@ -56,13 +56,22 @@ def status_row(row: dict, status: str, error: str | None = None, n_frames: int =
     }
 
 
-def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig) -> list[list[Detection]]:
+def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig,
+                  follows: list[bool] | None = None) -> list[list[Detection]]:
     """Detect faces per frame, in blocks; for the main track, a found face's size narrows the next search.
 
     Haar then scans only scales near the last face (several times less work). A hinted search that
     finds nothing falls back to a full search; faces of very different size are only looked for
-    then, which is why ``all_faces`` mode always searches in full.
+    then, which is why ``all_faces`` mode always searches in full. With ``follows`` (frame i comes
+    straight after frame i-1, as inside a clips run) YuNet searches only around the last face.
     """
+    if follows and not cfg.all_faces and cfg.size_hints and getattr(det, "supports_near", False):
+        out: list[list[Detection]] = []
+        for i, frame in enumerate(frames):
+            prev = out[-1] if i and follows[i] else None
+            found = det.detect_near(frame, prev[0].box) if prev else []
+            out.append(found or det.detect([frame])[0])
+        return out
     if cfg.all_faces or not cfg.size_hints or not getattr(det, "supports_size_hint", False):
         out = []
         for i in range(0, len(frames), max(1, cfg.detect_batch)):
@@ -97,12 +106,13 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
         return [], status_row(row, "decode_error", f"{type(e).__name__}: {msg}", seconds=time.perf_counter() - t0)
     det = detector or get_detector(cfg.detector, cfg.predictor_path)
     frames = sampled.frames
-    dets = detect_frames(det, frames, cfg)
+    clip_of = run_positions(sampled.indices, sampled.runs)
+    follows = [bool(pos) for _, pos in clip_of] if sampled.runs else None
+    dets = detect_frames(det, frames, cfg, follows)
     kept = track_faces(dets, all_faces=cfg.all_faces, min_share=cfg.min_track_share)
     inv = 1.0 / sampled.scale
     faces = []
     carried = {k: row.get(k) for k in CARRIED + tuple(cfg.carry)}
-    clip_of = run_positions(sampled.indices, sampled.runs)
     for t, track_id, d in kept:
         if cfg.align and cfg.align_passes and d.landmarks is not None and len(d.landmarks) == 5:
             refined = refine_landmarks(frames[t], d.landmarks, lambda img: det.detect([img])[0], cfg.size,

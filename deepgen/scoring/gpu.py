@@ -25,6 +25,7 @@ from deepgen.video import (
     MediaError,
     check_pixels,
     clip_runs,
+    run_positions,
     sample_frames,
     target_size,
     uniform_indices,
@@ -58,6 +59,7 @@ class DeviceFrames:
     frames: object  # torch.Tensor
     indices: list[int]
     decoder: str  # torchcodec-cuda | torchcodec-cpu | pyav
+    runs: list[tuple[int, int]] | None = None  # clips sampling: (start, length) of each run
 
 
 def area_weights(n_in: int, n_out: int):
@@ -84,13 +86,17 @@ def resize_frames(x, width: int, height: int):
     n, c, h, w = x.shape
     if (h, w) == (height, width):
         return x
-    if height > h or width > w:
-        y = F.interpolate(x.float(), size=(height, width), mode="bilinear", align_corners=False)
-    else:
-        wy = area_weights(h, height).to(x.device)
-        wx = area_weights(w, width).to(x.device)
-        y = torch.matmul(wy, torch.matmul(x.float(), wx.T))
-    return y.round_().clamp_(0, 255).to(torch.uint8)
+    out = []
+    for i in range(0, n, 8):  # a few frames at a time: a 1080p frame is 25 MB as float32
+        chunk = x[i : i + 8].float()
+        if height > h or width > w:
+            y = F.interpolate(chunk, size=(height, width), mode="bilinear", align_corners=False)
+        else:
+            wy = area_weights(h, height).to(x.device)
+            wx = area_weights(w, width).to(x.device)
+            y = torch.matmul(wy, torch.matmul(chunk, wx.T))
+        out.append(y.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
 
 
 class DeviceFaces:
@@ -121,7 +127,7 @@ class DeviceFaces:
         s = sample_frames(uri, self.cfg.frames, 1 << 30, media_type, threads=1, sampling=self.cfg.sampling,
                           clip_len=self.cfg.clip_len)
         x = torch.from_numpy(np.stack(s.frames)).permute(0, 3, 1, 2).contiguous().to(self.device)
-        return DeviceFrames(x, s.indices, "pyav")
+        return DeviceFrames(x, s.indices, "pyav", s.runs)
 
     def _torchcodec(self, uri: str) -> DeviceFrames:
         from deepgen.storage import is_remote
@@ -143,11 +149,11 @@ class DeviceFaces:
             runs, _ = clip_runs(keys, n_total, self.cfg.frames, self.cfg.clip_len)
             idx = [a + j for a, length in runs for j in range(length)]
         else:
-            idx = uniform_indices(n_total, self.cfg.frames)
+            runs, idx = None, uniform_indices(n_total, self.cfg.frames)
         if not idx:
             raise MediaError("decode_error", uri, "has no decodable frames")
         batch = dec.get_frames_at(indices=idx)
-        return DeviceFrames(batch.data, idx, f"torchcodec-{'cpu' if self.device == 'cpu' else 'cuda'}")
+        return DeviceFrames(batch.data, idx, f"torchcodec-{'cpu' if self.device == 'cpu' else 'cuda'}", runs)
 
     def faces(self, row: dict) -> tuple[dict, object | None, list[int]]:
         """(status fields, uint8 crops (M, 3, S, S) on the device or None, track ids) of one media item."""
@@ -166,7 +172,8 @@ class DeviceFaces:
         tw, th = target_size(w, h, cfg.max_side) if max(w, h) > cfg.max_side else (w, h)
         small = resize_frames(full, tw, th).permute(0, 2, 3, 1).cpu().numpy()
         frames = list(small)
-        kept = track_faces(detect_frames(self.detector, frames, cfg), all_faces=cfg.all_faces,
+        follows = [bool(pos) for _, pos in run_positions(got.indices, got.runs)] if got.runs else None
+        kept = track_faces(detect_frames(self.detector, frames, cfg, follows), all_faces=cfg.all_faces,
                            min_share=cfg.min_track_share)
         n = len(frames)
         if not kept:

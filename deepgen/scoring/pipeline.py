@@ -209,15 +209,16 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     keep = ("media_id", "uri", "media_type", "label", "dataset", "fingerprint", "status", "error")
     items = [{k: r.get(k) for k in keep} for r in rows]
     model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence}
-    if use_gpu and cfg.gpu_decode:
-        # one fused actor per GPU slice: paths in, score rows out; its threads keep NVDEC engines busy
+    if cfg.gpu_decode:
+        # one fused actor per GPU slice: paths in, score rows out; its threads keep NVDEC engines busy.
+        # Without GPUs the same stage runs on one CPU per actor (torchcodec's CPU decoder).
         slices = max(1, cfg.gpu_slices)
-        actors = max(1, min(gpus * slices, len(items)))
+        actors = max(1, min(gpus * slices if use_gpu else (cfg.face_workers or cpus), len(items)))
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * actors))
         ds = map_actors(ds, GpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs, "in_flight": cfg.in_flight},
                         batch_size=cfg.model_batch, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 / slices,
-                        num_cpus=max(1, cpus // actors))
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 / slices if use_gpu else 0,
+                        num_cpus=max(1, cpus // actors) if use_gpu else 1)
     elif not use_gpu:
         # CPU only: one fused actor per core decodes, detects and scores, so no core idles waiting on
         # a separate model stage (the model is small next to decoding and detection).
