@@ -12,6 +12,7 @@ decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -112,6 +113,7 @@ class DeviceFaces:
         self.detector = get_detector(cfg.detector, cfg.predictor_path)
         self.decoder_cls = torchcodec_decoder()
         self.pool = ThreadPoolExecutor(max(1, in_flight))
+        self.detecting = threading.Lock()  # decoding runs in parallel; one detector call at a time
 
     def decode(self, uri: str, media_type: str) -> DeviceFrames:
         """The sampled frames at full resolution on the device (torchcodec; PyAV where it cannot)."""
@@ -173,8 +175,9 @@ class DeviceFaces:
         small = resize_frames(full, tw, th).permute(0, 2, 3, 1).cpu().numpy()
         frames = list(small)
         follows = [bool(pos) for _, pos in run_positions(got.indices, got.runs)] if got.runs else None
-        kept = track_faces(detect_frames(self.detector, frames, cfg, follows), all_faces=cfg.all_faces,
-                           min_share=cfg.min_track_share)
+        with self.detecting:
+            dets = detect_frames(self.detector, frames, cfg, follows)
+        kept = track_faces(dets, all_faces=cfg.all_faces, min_share=cfg.min_track_share)
         n = len(frames)
         if not kept:
             return {"status": "no_face", "error": f"no face found in {n} sampled frames", "n_frames": n}, None, []
