@@ -441,6 +441,9 @@ def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: in
 
 
 
+REORDER_SLACK = 32  # frames a decoder may run ahead of the presentation order (B-frame reordering)
+
+
 @dataclass
 class PacketScan:
     """A video stream's frames in presentation order, from one demux pass (no decoding)."""
@@ -493,6 +496,7 @@ def _decode_runs(container, stream, uri: str, scan: PacketScan, n_frames: int, c
     try:
         for k in sorted(groups):
             need = set(groups[k])
+            last = max(need) + REORDER_SLACK  # past this, a wanted frame's timestamp never matched: give up
             container.seek(scan.pts[k], stream=stream, backward=True, any_frame=False)
             ctx.flush_buffers()
             for p in _packets_then_drain(container, stream):
@@ -504,6 +508,8 @@ def _decode_runs(container, stream, uri: str, scan: PacketScan, n_frames: int, c
                         got[i] = frame.reformat(width=tw, height=th, format="rgb24",
                                                 interpolation="AREA").to_ndarray()
                         need.discard(i)
+                    elif i is not None and i > last:
+                        need.clear()
                 if not need:
                     break
             ctx.flush_buffers()
