@@ -38,6 +38,8 @@ FACES_SCHEMA = pa.schema(
         ("method", pa.string()),
         ("split", pa.string()),
         ("source_id", pa.string()),
+        ("clip_index", pa.int32()),  # nullable: under --sampling clips, the run (0..) the frame belongs to
+        ("clip_pos", pa.int32()),  # nullable: the frame's position in its run (0..clip_len-1)
     ]
 )
 FACES_COLUMNS = FACES_SCHEMA.names

@@ -1,14 +1,18 @@
-"""Decode media and sample frames uniformly, decoding only what the samples need, resized early.
+"""Decode media and sample frames, decoding only what the samples need, resized early.
 
-Videos are demuxed packet by packet; a GOP (keyframe to keyframe) is decoded only when a sampled
-frame falls inside it, and only up to its last sampled frame. Only sampled frames are converted,
-straight to the reduced size, so no full-resolution RGB array is ever built.
+Two samplings. ``uniform``: frames spread evenly; videos are demuxed packet by packet and a GOP
+(keyframe to keyframe) is decoded only when a sampled frame falls inside it, up to its last sampled
+frame. ``clips``: runs of ``clip_len`` consecutive frames, each starting at a keyframe, spread over
+the video (:func:`clip_runs`); the decoder seeks to each run's keyframe and decodes only the run.
+Only sampled frames are converted, straight to the reduced size, so no full-resolution RGB array
+is ever built.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -79,6 +83,8 @@ class SampledFrames:
     n_decoded: int  # frames the decoder produced (work done), not frames returned
     n_total: int = 0  # frames in the media as far as known
     scale: float = field(default=1.0)  # returned frame size / original size
+    runs: list[tuple[int, int]] | None = None  # clips sampling: (start, length) of each run; None under uniform
+    off_key: int = 0  # clips sampling: runs that could not start at a keyframe (GOPs too long)
 
 
 def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -96,23 +102,84 @@ def uniform_indices(n_total: int, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n_total - 1, n)})
 
 
+SAMPLINGS = ("uniform", "clips")
+
+
+def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tuple[int, int]], int]:
+    """Plan ``n`` frames of ``range(n_total)`` as runs ``(start, length)`` of ``clip_len`` consecutive
+    frames (the last run shorter when ``clip_len`` does not divide ``n``), spread evenly, each starting
+    at a keyframe near its even spot, so decoding costs about ``n`` frames plus one seek per run.
+
+    Where no keyframe lies near a run's spot (GOPs longer than the spread allows), the run follows
+    straight on from the run before it when that is nearer than the nearest free keyframe, so the
+    decode work stays about ``n`` frames; the second value counts runs not starting at a keyframe.
+    Runs are sorted and never overlap. Shared by frame extraction and temporal models.
+    """
+    if n_total <= 0 or n <= 0:
+        return [], 0
+    n = min(n, n_total)
+    t = max(1, min(clip_len, n))
+    lengths = [t] * (n // t) + ([n % t] if n % t else [])
+    m = len(lengths)
+    slack = n_total - n
+    near = n_total / m / 2  # a keyframe this close to a run's spot always wins
+    keys = sorted({int(k) for k in keyframes if 0 <= k < n_total})
+    runs, off_key, lo = [], 0, 0
+    for i, length in enumerate(lengths):
+        spot = sum(lengths[:i]) + (round(i * slack / (m - 1)) if m > 1 else slack // 2)
+        hi = n_total - sum(lengths[i:])  # room left for this run and the ones after it
+        free = [k for k in keys if lo <= k <= hi]
+        key = min(free, key=lambda k: (abs(k - spot), k)) if free else None
+        chain = lo if runs else None  # straight on from the previous run: no extra decoding
+        if key is not None and (abs(key - spot) <= near or chain is None or abs(key - spot) <= abs(chain - spot)):
+            start = key
+        else:
+            start = chain if chain is not None else min(max(spot, lo), hi)
+            off_key += 1
+        runs.append((start, length))
+        lo = start + length
+    return runs, off_key
+
+
+def run_positions(indices: list[int], runs: list[tuple[int, int]] | None) -> list[tuple[int | None, int | None]]:
+    """(run number, position in the run) of each frame index; (None, None) without runs or outside them."""
+    out = []
+    for i in indices:
+        hit = (None, None)
+        for c, (start, length) in enumerate(runs or ()):
+            if start <= i < start + length:
+                hit = (c, i - start)
+                break
+        out.append(hit)
+    return out
+
+
 def sample_frames(
-    uri: str, n_frames: int = 32, max_side: int = 640, media_type: str = "video", threads: int = 0
+    uri: str, n_frames: int = 32, max_side: int = 640, media_type: str = "video", threads: int = 0,
+    sampling: str = "uniform", clip_len: int = 8,
 ) -> SampledFrames:
-    """Sample ``n_frames`` frames uniformly from a video, frame folder/sequence or image.
+    """Sample ``n_frames`` frames from a video, frame folder/sequence or image: spread evenly
+    (``uniform``) or as keyframe-anchored runs of ``clip_len`` frames (``clips``, see :func:`clip_runs`).
 
     Raises :class:`MediaError` (status missing|unreadable|decode_error) for media that can't be used.
     """
     uri = str(uri)
+    if sampling not in SAMPLINGS:
+        raise DeepgenError(f"sampling {sampling!r} is unknown; use {' or '.join(SAMPLINGS)}.")
+    if clip_len < 1:
+        raise DeepgenError(f"clip length {clip_len} is too small; pass --clip-len 1 or more.")
+    clips = clip_len if sampling == "clips" else 0
     if media_type == "video":
-        return _sample_video(uri, n_frames, max_side, threads)
+        return _sample_video(uri, n_frames, max_side, threads, clips)
     if media_type == "frames":
-        return _sample_sequence(uri, n_frames, max_side)
+        return _sample_sequence(uri, n_frames, max_side, clips)
     if media_type == "image":
         data = _read_all(uri, max_bytes=MAX_ENCODED_BYTES)
         frame = _decode_image(data, uri)
         h, w = frame.shape[:2]
-        return _resized([frame], [0], w, h, 0.0, 1, 1, max_side)
+        out = _resized([frame], [0], w, h, 0.0, 1, 1, max_side)
+        out.runs = [(0, 1)] if clips else None
+        return out
     raise DeepgenError(f"media_type {media_type!r} of {uri} is unknown; use video, frames or image.")
 
 
@@ -170,11 +237,19 @@ def _resized(frames, indices, w, h, fps, n_decoded, n_total, max_side) -> Sample
 # ---------------------------------------------------------------- frame sequences
 
 
-def _sample_sequence(uri: str, n_frames: int, max_side: int) -> SampledFrames:
+def _sequence_indices(n_total: int, n_frames: int, clips: int) -> tuple[list[int], list | None]:
+    """Uniform indices, or (``clips`` > 0) the frames of runs of that length: every image is a keyframe."""
+    if not clips:
+        return uniform_indices(n_total, n_frames), None
+    runs, _ = clip_runs(range(n_total), n_total, n_frames, clips)
+    return [s + j for s, length in runs for j in range(length)], runs
+
+
+def _sample_sequence(uri: str, n_frames: int, max_side: int, clips: int = 0) -> SampledFrames:
     """A folder of images, or a tar sequence ``<archive uri>#<member prefix>``."""
     if "#" in uri:
         blobs = _read_tar_sequence(uri)
-        idx = uniform_indices(len(blobs), n_frames)
+        idx, runs = _sequence_indices(len(blobs), n_frames, clips)
         datas = [blobs[i] for i in idx]
     else:
         fs, path = get_fs(uri)
@@ -184,7 +259,7 @@ def _sample_sequence(uri: str, n_frames: int, max_side: int) -> SampledFrames:
             raise MediaError("unreadable", uri, "is not a folder of frames")
         found = fs.find(path, detail=True)
         files = sorted(p for p in found if p.lower().endswith(IMAGE_EXTS))
-        idx = uniform_indices(len(files), n_frames)
+        idx, runs = _sequence_indices(len(files), n_frames, clips)
         for i in idx:
             check_encoded_size(int(found[files[i]].get("size") or 0), uri, f"frame {posixpath.basename(files[i])}")
         datas = [fs.cat_file(files[i]) for i in idx]
@@ -193,7 +268,9 @@ def _sample_sequence(uri: str, n_frames: int, max_side: int) -> SampledFrames:
     frames = [_decode_image(d, uri) for d in datas]
     h, w = frames[0].shape[:2]
     frames = [f if f.shape[:2] == (h, w) else _fit(f, w, h) for f in frames]
-    return _resized(frames, idx, w, h, 0.0, len(frames), len(blobs) if "#" in uri else len(files), max_side)
+    out = _resized(frames, idx, w, h, 0.0, len(frames), len(blobs) if "#" in uri else len(files), max_side)
+    out.runs = runs
+    return out
 
 
 def _fit(frame: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -204,42 +281,46 @@ def _fit(frame: np.ndarray, w: int, h: int) -> np.ndarray:
 
 def _read_tar_sequence(uri: str) -> list[bytes]:
     try:
-        from deepgen.datasets.wilddeepfake import read_frame_sequence
-    except ImportError:
-        read_frame_sequence = _tar_frames
-    try:
-        return list(read_frame_sequence(uri))
+        frames = _tar_frames(uri)
     except MediaError:
         raise
-    except (FileNotFoundError, DeepgenError) as e:
-        archive = uri.split("#", 1)[0]
-        fs, path = get_fs(archive)
-        status = "missing" if not fs.exists(path) else "unreadable"
-        raise MediaError(status, uri, str(e).splitlines()[0] if str(e) else "cannot read sequence") from None
+    except FileNotFoundError:
+        raise MediaError("missing", uri, "no such frame archive") from None
     except Exception as e:  # tarfile.ReadError, EOFError, zlib errors
         raise MediaError("unreadable", uri, f"cannot read frame archive ({type(e).__name__})") from None
+    if not frames:
+        raise MediaError("unreadable", uri, "holds no frames; expected an archive member folder of image files")
+    return frames
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def _tar_frames(uri: str) -> list[bytes]:
-    """Frames of one sequence inside a tar(.gz): members under the prefix, sorted by name."""
+    """Frames of one sequence inside a tar(.gz): the image members of the member folder, in natural order.
+
+    Streamed: only that folder's members are read into memory (datasets' WildDeepfake reader alike).
+    """
     import tarfile
 
     archive, prefix = uri.split("#", 1)
-    prefix = posixpath.normpath(prefix.lstrip("./"))
-    with _open(archive) as f, tarfile.open(fileobj=f, mode="r:*") as tar:
+    prefix = posixpath.normpath(prefix.strip("/").lstrip("./"))
+    with _open(archive) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
         out = []
         for m in tar:
             name = posixpath.normpath(m.name.lstrip("./"))
-            if m.isfile() and name.startswith(prefix + "/") and name.lower().endswith(IMAGE_EXTS):
+            if m.isfile() and posixpath.dirname(name) == prefix and name.lower().endswith(IMAGE_EXTS):
                 check_encoded_size(m.size, uri, f"archive member {name}")
-                out.append((name, tar.extractfile(m).read()))
-    return [d for _, d in sorted(out)]
+                out.append((posixpath.basename(name), tar.extractfile(m).read()))
+    return [d for _, d in sorted(out, key=lambda x: natural_key(x[0]))]
 
 
 # ---------------------------------------------------------------- video
 
 
-def _sample_video(uri: str, n_frames: int, max_side: int, threads: int) -> SampledFrames:
+def _sample_video(uri: str, n_frames: int, max_side: int, threads: int, clips: int = 0) -> SampledFrames:
     import av
 
     f = _open(uri)
@@ -253,7 +334,7 @@ def _sample_video(uri: str, n_frames: int, max_side: int, threads: int) -> Sampl
                 raise MediaError("decode_error", uri, f"damaged or truncated media ({_why(e)})") from None
             raise MediaError("unreadable", uri, "is not a media file") from None
         with container:
-            return _decode_video(container, uri, n_frames, max_side, threads)
+            return _decode_video(container, uri, n_frames, max_side, threads, clips)
     finally:
         f.close()
 
@@ -263,7 +344,7 @@ def _why(e: Exception) -> str:
     return " ".join(str(msg).split())[:120]
 
 
-def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: int) -> SampledFrames:
+def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: int, clips: int = 0) -> SampledFrames:
     import av
 
     if not container.streams.video:
@@ -289,11 +370,15 @@ def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: in
         n_total = int(round(float(stream.duration * tb) * fps))
     if not n_total and container.duration:
         n_total = int(round(container.duration / 1e6 * fps))
+    tw, th = target_size(w, h, max_side) if max(w, h) > max_side else (w, h)
+    if clips:
+        scan = scan_packets(container, stream)
+        if scan is not None:
+            return _decode_runs(container, stream, uri, scan, n_frames, clips, (w, h, tw, th, fps))
     if not n_total:  # unknown length: count packets (demux only, no decoding), then rewind
         n_total = sum(1 for p in container.demux(stream) if p.size)
         container.seek(0)
     targets = uniform_indices(n_total, n_frames)
-    tw, th = target_size(w, h, max_side) if max(w, h) > max_side else (w, h)
 
     def index_of(frame) -> int:
         pts = frame.pts if frame.pts is not None else frame.dts
@@ -354,3 +439,92 @@ def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: in
     idx = sorted(got)
     return SampledFrames([got[i] for i in idx], idx, w, h, fps, n_decoded, n_total, tw / w)
 
+
+
+REORDER_SLACK = 32  # frames a decoder may run ahead of the presentation order (B-frame reordering)
+
+
+@dataclass
+class PacketScan:
+    """A video stream's frames in presentation order, from one demux pass (no decoding)."""
+
+    pts: list[int]  # presentation timestamps, sorted: frame i has pts[i]
+    keyframes: list[int]  # frame indices of the keyframes
+
+
+def scan_packets(container, stream) -> PacketScan | None:
+    """Demux the stream once (packets only, nothing decoded) for its frame timestamps and keyframes.
+
+    Exact under variable frame rates (frames are ranked by timestamp). Rewinds the container.
+    None when packets lack timestamps (then only uniform sampling applies).
+    """
+    stamps, keys = [], []
+    for p in container.demux(stream):
+        if p.size == 0:
+            continue
+        t = p.pts if p.pts is not None else p.dts
+        if t is None:
+            container.seek(0)
+            return None
+        stamps.append(int(t))
+        if p.is_keyframe:
+            keys.append(int(t))
+    container.seek(0)
+    pts = sorted(set(stamps))
+    rank = {t: i for i, t in enumerate(pts)}
+    return PacketScan(pts, sorted(rank[t] for t in set(keys)))
+
+
+def _decode_runs(container, stream, uri: str, scan: PacketScan, n_frames: int, clip_len: int,
+                 geometry: tuple) -> SampledFrames:
+    """Decode only the frames of :func:`clip_runs`: one seek per keyframe, then the run's frames."""
+    import bisect
+
+    import av
+
+    w, h, tw, th, fps = geometry
+    ctx = stream.codec_context
+    n_total = len(scan.pts)
+    runs, off_key = clip_runs(scan.keyframes, n_total, n_frames, clip_len)
+    rank = {t: i for i, t in enumerate(scan.pts)}
+    groups: dict[int, set[int]] = {}  # keyframe to seek to -> frames wanted from it on
+    for start, length in runs:
+        k = scan.keyframes[max(0, bisect.bisect_right(scan.keyframes, start) - 1)] if scan.keyframes else 0
+        groups.setdefault(k, set()).update(range(start, start + length))
+    got: dict[int, np.ndarray] = {}
+    n_decoded = 0
+    try:
+        for k in sorted(groups):
+            need = set(groups[k])
+            last = max(need) + REORDER_SLACK  # past this, a wanted frame's timestamp never matched: give up
+            container.seek(scan.pts[k], stream=stream, backward=True, any_frame=False)
+            ctx.flush_buffers()
+            for p in _packets_then_drain(container, stream):
+                for frame in ctx.decode(p):
+                    n_decoded += 1
+                    t = frame.pts if frame.pts is not None else frame.dts
+                    i = rank.get(int(t)) if t is not None else None
+                    if i in need:
+                        got[i] = frame.reformat(width=tw, height=th, format="rgb24",
+                                                interpolation="AREA").to_ndarray()
+                        need.discard(i)
+                    elif i is not None and i > last:
+                        need.clear()
+                if not need:
+                    break
+            ctx.flush_buffers()
+    except (av.FFmpegError, ValueError, OSError, EOFError) as e:
+        if not got:
+            raise MediaError("decode_error", uri, f"stream cannot be decoded ({_why(e)})") from None
+    if not got:
+        raise MediaError("decode_error", uri, "has no decodable frames")
+    idx = sorted(got)
+    return SampledFrames([got[i] for i in idx], idx, w, h, fps, n_decoded, n_total, tw / w, runs, off_key)
+
+
+def _packets_then_drain(container, stream):
+    """The stream's packets from the current position, then None (drains the decoder at the end)."""
+    for p in container.demux(stream):
+        if p.size:
+            yield p
+    yield None

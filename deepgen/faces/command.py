@@ -12,7 +12,9 @@ from deepgen.faces.detect import DETECTORS
 @click.command("extract")
 @click.option("--manifest", "manifest", required=True, help="Manifest Parquet (path or s3://).")
 @click.option("--out", "out", required=True, help="Output directory: writes faces/, status/ and extract.json (work in progress: OUT.partial).")
-@click.option("--frames", default=32, show_default=True, help="Frames sampled uniformly per video.")
+@click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
+@click.option("--sampling", type=click.Choice(["uniform", "clips"]), default="uniform", show_default=True, help="uniform: frames spread evenly; clips: --frames/--clip-len runs of consecutive frames, each from a keyframe (decodes about --frames frames).")
+@click.option("--clip-len", default=8, show_default=True, help="Frames per run with --sampling clips.")
 @click.option("--size", default=224, show_default=True, help="Side of the square face crops.")
 @click.option("--margin", default=0.3, show_default=True, help="Margin around the face box.")
 @click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True, help="Face detector: yunet (CNN, 5 landmarks; falls back to haar without the yuface wheel), haar or dlib.")
@@ -25,7 +27,7 @@ from deepgen.faces.detect import DETECTORS
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last committed chunk.")
 @click.option("--chunk-size", default=256, show_default=True, help="Items per committed chunk.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def extract(manifest, out, frames, size, margin, detector, all_faces, predictor, align, workers, address,
+def extract(manifest, out, frames, sampling, clip_len, size, margin, detector, all_faces, predictor, align, workers, address,
             overwrite, resume, chunk_size, quiet) -> None:
     """Detect, track and crop faces for every manifest item into a faces table."""
     from deepgen.faces.extract import extract_faces
@@ -33,6 +35,6 @@ def extract(manifest, out, frames, size, margin, detector, all_faces, predictor,
     summary = extract_faces(
         manifest, out, frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,
         address=address, overwrite=overwrite, num_workers=workers, predictor_path=predictor, align=align,
-        resume=resume, chunk_size=chunk_size, quiet=quiet,
+        resume=resume, chunk_size=chunk_size, quiet=quiet, sampling=sampling, clip_len=clip_len,
     )
     click.echo(json.dumps(summary, indent=2))

@@ -67,6 +67,7 @@ class YuNetDetector:
 
     name = "yunet"
     supports_size_hint = False
+    supports_near = True  # detect_near: follow a face into the next consecutive frame cheaply
 
     def __init__(self, max_side: int = 320, retry_side: int = 640, conf: float = 0.5, threads: int = 1):
         try:
@@ -127,6 +128,27 @@ class YuNetDetector:
                 dets = self._run(bgr, s2)
             out.append(sorted(dets, key=lambda d: -d.area))
         return out
+
+
+    def detect_near(self, frame: np.ndarray, box: tuple[float, ...], side: int = 144) -> list[Detection]:
+        """Faces in the square region three times the size of ``box`` (the face in the frame just
+        before), searched at ``side`` pixels (the face at about 48 px, never upscaled): about a third of
+        a full search's work on a 640x360 frame."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        half = 1.5 * max(box[2] - box[0], box[3] - box[1])
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+        x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return []
+        roi = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
+        dets = self._run(roi, min(1.0, side / max(roi.shape[:2])))
+        off = np.array([x0, y0], np.float32)
+        moved = [Detection((d.box[0] + x0, d.box[1] + y0, d.box[2] + x0, d.box[3] + y0), d.score,
+                           None if d.landmarks is None else d.landmarks + off) for d in dets]
+        return sorted(moved, key=lambda d: -d.area)
 
 
 def _yuface_openmp(yuface):

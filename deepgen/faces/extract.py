@@ -38,6 +38,7 @@ from deepgen.storage import (
     write_bytes,
     write_table,
 )
+from deepgen.video import SAMPLINGS
 
 PARTIAL_SUFFIX = ".partial"
 SETTINGS = "settings.json"
@@ -55,6 +56,7 @@ STATUS_SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("seconds", pa.float64()),
         ("shard", pa.string()),
+        ("clips_off_key", pa.int32()),  # --sampling clips: runs not starting at a keyframe (GOP too long); else null
     ]
 )
 # what the actors return: status rows plus the actor batch they came from (a chunk commits whole batches only)
@@ -139,6 +141,10 @@ def extract_faces(
         raise DeepgenError(f"image format {cfg_kwargs['image_format']!r} is unknown; use jpeg or png.")
     if frames < 1 or size < 16 or margin < 0:
         raise DeepgenError("--frames must be >= 1, --size >= 16 and --margin >= 0; fix the option values.")
+    if cfg_kwargs.get("sampling", "uniform") not in SAMPLINGS:
+        raise DeepgenError(f"sampling {cfg_kwargs['sampling']!r} is unknown; use {' or '.join(SAMPLINGS)}.")
+    if cfg_kwargs.get("clip_len", 8) < 1:
+        raise DeepgenError(f"clip length {cfg_kwargs['clip_len']} is too small; pass --clip-len 1 or more.")
     if chunk_size < 1:
         raise DeepgenError(f"chunk size {chunk_size} is too small; pass --chunk-size 1 or more.")
     cfg = ExtractConfig(frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,
@@ -326,10 +332,26 @@ def _publish(out_uri: str, partial: str, statuses: list[dict], cfg: ExtractConfi
                     pfs.copy(src, dst)
         status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA).drop_columns(["shard"])
         write_table(status_table, join(tmp, "status", "part-00000.parquet"))
-        write_bytes(join(tmp, EXTRACT_JSON), json.dumps(cfg.as_dict(), indent=2).encode())
+        write_bytes(join(tmp, EXTRACT_JSON), json.dumps(extract_settings(cfg, statuses), indent=2).encode())
         if not shards:
             write_table(faces_table([], cfg.carry), join(faces_dir, "part-empty.parquet"))
     remove_owned(partial, markers=[SETTINGS])
+
+
+def extract_settings(cfg: ExtractConfig, statuses: list[dict]) -> dict:
+    """What ``extract.json`` records: the settings, and under clips sampling how often runs could not
+    start at a keyframe (GOPs longer than the video allows), so a reader knows the frames cost more."""
+    out = cfg.as_dict()
+    if cfg.sampling == "clips":
+        off = [s for s in statuses if s.get("clips_off_key")]
+        out["clips_fallback"] = {
+            "media": len(off),
+            "runs": int(sum(s["clips_off_key"] for s in off)),
+            "note": "runs that could not start at a keyframe (GOPs longer than the video allows) "
+                    "follow straight on from the run before them",
+            "examples": [s["media_id"] for s in off[:5]],
+        }
+    return out
 
 
 def read_extract_config(out_uri: str) -> dict | None:

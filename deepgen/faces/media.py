@@ -14,7 +14,7 @@ from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
 from deepgen.faces.track import track_faces
-from deepgen.video import MediaError, sample_frames
+from deepgen.video import MediaError, run_positions, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
 
@@ -24,6 +24,8 @@ class ExtractConfig:
     """How faces are sampled, detected, cropped and encoded."""
 
     frames: int = 32
+    sampling: str = "uniform"  # uniform | clips (runs of clip_len frames from keyframes; deepgen.video.clip_runs)
+    clip_len: int = 8
     size: int = 224
     margin: float = 0.3
     detector: str = "yunet"
@@ -35,7 +37,7 @@ class ExtractConfig:
     align_passes: int = 8  # with align: re-detect the 5 landmarks on the aligned crop up to this many times
     predictor_path: str | None = None
     detect_batch: int = 8
-    size_hints: bool = True  # main-track mode: search near the last face's size first
+    size_hints: bool = True  # main-track mode: search near the last face's size (Haar) or place (YuNet, clips) first
     threads: int = 0  # decoder threads; 0 = codec default, 1 inside Ray actors
     carry: tuple[str, ...] = ()  # extra manifest columns copied onto every face row (e.g. skin_tone)
     min_track_share: float = 0.3  # keep tracks seen in >= this share of sampled frames (see faces.track)
@@ -45,21 +47,31 @@ class ExtractConfig:
 
 
 def status_row(row: dict, status: str, error: str | None = None, n_frames: int = 0, n_faces: int = 0,
-               seconds: float = 0.0) -> dict:
+               seconds: float = 0.0, clips_off_key: int | None = None) -> dict:
     return {
         "media_id": row.get("media_id"), "uri": row.get("uri"), "status": status, "error": error,
         "n_frames": int(n_frames), "n_faces": int(n_faces),
         "label": row.get("label"), "dataset": row.get("dataset"), "seconds": float(seconds),
+        "clips_off_key": clips_off_key,
     }
 
 
-def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig) -> list[list[Detection]]:
+def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig,
+                  follows: list[bool] | None = None) -> list[list[Detection]]:
     """Detect faces per frame, in blocks; for the main track, a found face's size narrows the next search.
 
     Haar then scans only scales near the last face (several times less work). A hinted search that
     finds nothing falls back to a full search; faces of very different size are only looked for
-    then, which is why ``all_faces`` mode always searches in full.
+    then, which is why ``all_faces`` mode always searches in full. With ``follows`` (frame i comes
+    straight after frame i-1, as inside a clips run) YuNet searches only around the last face.
     """
+    if follows and not cfg.all_faces and cfg.size_hints and getattr(det, "supports_near", False):
+        out: list[list[Detection]] = []
+        for i, frame in enumerate(frames):
+            prev = out[-1] if i and follows[i] else None
+            found = det.detect_near(frame, prev[0].box) if prev else []
+            out.append(found or det.detect([frame])[0])
+        return out
     if cfg.all_faces or not cfg.size_hints or not getattr(det, "supports_size_hint", False):
         out = []
         for i in range(0, len(frames), max(1, cfg.detect_batch)):
@@ -86,7 +98,7 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     t0 = time.perf_counter()
     try:
         sampled = sample_frames(row["uri"], cfg.frames, cfg.max_side, row.get("media_type") or "video",
-                                threads=cfg.threads)
+                                threads=cfg.threads, sampling=cfg.sampling, clip_len=cfg.clip_len)
     except MediaError as e:
         return [], status_row(row, e.status, e.reason, seconds=time.perf_counter() - t0)
     except Exception as e:  # a decoder bug must not kill a corpus run
@@ -94,7 +106,9 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
         return [], status_row(row, "decode_error", f"{type(e).__name__}: {msg}", seconds=time.perf_counter() - t0)
     det = detector or get_detector(cfg.detector, cfg.predictor_path)
     frames = sampled.frames
-    dets = detect_frames(det, frames, cfg)
+    clip_of = run_positions(sampled.indices, sampled.runs)
+    follows = [bool(pos) for _, pos in clip_of] if sampled.runs else None
+    dets = detect_frames(det, frames, cfg, follows)
     kept = track_faces(dets, all_faces=cfg.all_faces, min_share=cfg.min_track_share)
     inv = 1.0 / sampled.scale
     faces = []
@@ -114,10 +128,13 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
             "box": [float(v) for v in orig.box],
             "landmarks": None if orig.landmarks is None else np.asarray(orig.landmarks, np.float32).ravel().tolist(),
             "det_score": float(d.score),
+            "clip_index": clip_of[t][0],
+            "clip_pos": clip_of[t][1],
             **carried,
         })
     faces.sort(key=lambda f: (f["frame_index"], f["track_id"]))
     status = "ok" if faces else "no_face"
     err = None if faces else f"no face found in {len(frames)} sampled frames"
-    return faces, {**status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0),
+    off_key = None if sampled.runs is None else int(sampled.off_key)
+    return faces, {**status_row(row, status, err, len(frames), len(faces), time.perf_counter() - t0, off_key),
                    "fps": float(sampled.fps or 0.0) or None}

@@ -46,9 +46,17 @@ def input_mean_std(cfg: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ..
     return weights_mean_std(cfg.backbone, cfg.weights) or backbone_mean_std(cfg.backbone)
 
 
-def preprocess(images: np.ndarray | list[np.ndarray], cfg: ModelConfig) -> torch.Tensor:
-    """RGB uint8 images (N,H,W,3 or a list of HxWx3) -> normalized float tensor (N,3,S,S), S = image_size."""
+def preprocess(images: np.ndarray | list[np.ndarray] | torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """RGB uint8 images (N,H,W,3 or a list of HxWx3, or a uint8 (N,3,S,S) tensor already on its device,
+    as the GPU scoring stage cuts them) -> normalized float tensor (N,3,S,S), S = image_size."""
     size = cfg.image_size
+    if isinstance(images, torch.Tensor):
+        if tuple(images.shape[-2:]) != (size, size):
+            raise ValueError(f"crop tensors must be {size}x{size}, got {tuple(images.shape[-2:])}")
+        mean, std = input_mean_std(cfg)
+        m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+        return (images.float().div_(255.0) - m) / s
     resized = [
         img if img.shape[:2] == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         for img in images

@@ -12,12 +12,19 @@ _common = [
     click.option("--checkpoint", "checkpoints", multiple=True, required=True,
                  help="Checkpoint bundle (path or s3://); repeat for an equal-weight ensemble."),
     click.option("--frames", default=32, show_default=True, help="Frames sampled per video."),
+    click.option("--sampling", type=click.Choice(["uniform", "clips"]), default="uniform", show_default=True,
+                 help="uniform: frames spread evenly; clips: runs of --clip-len frames, each from a keyframe."),
+    click.option("--clip-len", default=8, show_default=True, help="Frames per run with --sampling clips."),
     click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
     click.option("--evidence", is_flag=True, help="Add artifact evidence columns (frequency score)."),
     click.option("--explain", default=0, show_default=True,
                  help="Save heat-map overlays of the top K frames of every flagged item (0 = off)."),
     click.option("--model-batch", default=8, show_default=True, help="Media per model call."),
+    click.option("--gpu-decode", is_flag=True,
+                 help="With GPUs: one fused actor per GPU slice decodes on NVDEC (torchcodec), crops on the GPU "
+                      "and scores; PyAV decodes on the CPU where torchcodec or NVDEC is missing."),
+    click.option("--gpu-slices", default=1, show_default=True, help="Fused actors per GPU with --gpu-decode."),
     click.option("--allowed-roots", multiple=True, help="Only read URIs under these prefixes (repeatable)."),
     click.option("--address", default=None, help="Ray address (ray://… or auto); embedded Ray if unset."),
     click.option("--quiet", is_flag=True, help="No progress lines on stderr."),
@@ -30,7 +37,8 @@ def common(f):
     return f
 
 
-def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0):
+def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0, sampling="uniform", clip_len=8,
+         gpu_decode=False, gpu_slices=1):
     from deepgen.scoring.pipeline import ScoreConfig
 
     if explain < 0:
@@ -38,7 +46,8 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0):
 
         raise DeepgenError(f"--explain is {explain}; give the number of frames to explain per item (0 = off).")
     return ScoreConfig(frames=frames, detector=detector, mc_passes=mc_passes, evidence=evidence,
-                       model_batch=model_batch, explain=explain)
+                       model_batch=model_batch, explain=explain, sampling=sampling, clip_len=clip_len,
+                       gpu_decode=gpu_decode, gpu_slices=gpu_slices)
 
 
 @click.command("score")
@@ -48,25 +57,29 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="One file: print its scores row as JSON instead of text.")
 @common
-def score(media, manifest, out, overwrite, as_json, checkpoints, frames, detector, mc_passes, evidence, explain,
-          model_batch, allowed_roots, address, quiet) -> None:
+def score(media, manifest, out, overwrite, as_json, checkpoints, frames, sampling, clip_len, detector, mc_passes,
+          evidence, explain, model_batch, gpu_decode, gpu_slices, allowed_roots, address, quiet) -> None:
     """Score every media item of a manifest (one row per item, failures as status rows), or one MEDIA
     file: `deepgen score clip.mp4 --checkpoint C` prints its verdict."""
     from deepgen.errors import DeepgenError
 
-    cfg = _cfg(frames, detector, mc_passes, evidence, model_batch, explain)
+    cfg = _cfg(frames, detector, mc_passes, evidence, model_batch, explain, sampling, clip_len, gpu_decode,
+               gpu_slices)
     if media is not None:
         if manifest is not None:
             raise DeepgenError("give either one MEDIA file or --manifest, not both.")
+        import pyarrow as pa
+
+        from deepgen import storage
+        from deepgen.scoring.pipeline import scores_schema
         from deepgen.scoring.score import format_verdict, score_file
 
+        if out is not None:  # refused before any work, like every output
+            storage.check_output_path(out, inputs=[media, *checkpoints], overwrite=overwrite)
         row = score_file(media, list(checkpoints), cfg)
         if out is not None:
-            from deepgen import storage
-            from deepgen.scoring.pipeline import scores_schema
-
-            with storage.atomic_dir(out, overwrite=overwrite) as tmp:
-                storage.write_table(__import__("pyarrow").Table.from_pylist([row], schema=scores_schema()),
+            with storage.atomic_dir(out, overwrite=overwrite, inputs=[media, *checkpoints]) as tmp:
+                storage.write_table(pa.Table.from_pylist([row], schema=scores_schema()),
                                     storage.join(tmp, "part-00000.parquet"))
         if as_json:
             skip = ("features", "face_crops", "heatmaps")
@@ -92,13 +105,15 @@ def score(media, manifest, out, overwrite, as_json, checkpoints, frames, detecto
 @click.option("--lease-wait", default=600.0, show_default=True,
               help="Seconds to wait while another rescore of the same store and model runs.")
 @common
-def rescore(incoming, store_uri, date, chunk_size, alpha, lease_wait, checkpoints, frames, detector, mc_passes,
-            evidence, explain, model_batch, allowed_roots, address, quiet) -> None:
+def rescore(incoming, store_uri, date, chunk_size, alpha, lease_wait, checkpoints, frames, sampling, clip_len,
+            detector, mc_passes, evidence, explain, model_batch, gpu_decode, gpu_slices, allowed_roots, address,
+            quiet) -> None:
     """Nightly: score only new or changed items, idempotent and resumable; print the run summary."""
     from deepgen.scoring.nightly import rescore as run
 
     summary = run(incoming, list(checkpoints), store_uri,
-                  _cfg(frames, detector, mc_passes, evidence, model_batch, explain),
+                  _cfg(frames, detector, mc_passes, evidence, model_batch, explain, sampling, clip_len, gpu_decode,
+                       gpu_slices),
                   address=address, allowed_roots=list(allowed_roots) or None, date=date,
                   chunk_size=chunk_size, alpha=alpha, quiet=quiet, lease_wait_s=lease_wait)
     click.echo(json.dumps(summary, indent=2, default=str))

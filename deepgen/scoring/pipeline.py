@@ -51,6 +51,8 @@ class ScoreConfig:
     """How media are scored: sampling, detection, MC dropout, batching and placement."""
 
     frames: int = 32
+    sampling: str = "uniform"  # uniform | clips (keyframe-anchored runs of clip_len frames; deepgen.video)
+    clip_len: int = 8
     margin: float | None = None  # None: the margin the bundle's training faces were cropped with (else 0.3)
     detector: str = "yunet"
     max_side: int = 640
@@ -61,6 +63,9 @@ class ScoreConfig:
     model_workers: int | None = None
     use_gpu: bool | None = None  # None: one GPU per model actor when the cluster has GPUs
     explain: int = 0  # > 0: heat-map overlays of the top-K frames of every flagged item (score >= 0.5)
+    gpu_decode: bool = False  # with GPUs: the fused GpuStage (decode on NVDEC, crops on the GPU) per GPU slice
+    gpu_slices: int = 1  # fused GPU actors per GPU
+    in_flight: int = 4  # media decoded at once per fused GPU actor
 
 
 _CARRY = ("media_id", "uri", "label", "dataset", "fingerprint")
@@ -105,12 +110,17 @@ class ModelStage(BundleActor):
 
         media_rows = batch.to_pylist()
         images = [decode_image(b) for m in media_rows for b in m["crops"]]
+        return self.score_media(media_rows, images)
+
+    def score_media(self, media_rows: list[dict], images) -> pa.Table:
+        """Scores rows of media whose crops are ``images`` (numpy list or a uint8 device tensor),
+        in media order, ``len(m["crops"])`` each."""
         frames = pd.DataFrame({
             "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
             "frame_index": [i for m in media_rows for i in (m.get("frame_indices") or range(len(m["crops"])))],
         })
-        if images:
+        if len(images):
             out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
             frames["logit"] = out["logit"]
             frames["features"] = list(out["features"])
@@ -119,8 +129,8 @@ class ModelStage(BundleActor):
             for c in (*EVIDENCE, "ood"):
                 if c in out:
                     frames[c] = out[c]
-        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if images else None
-        details = self.details(media_rows, frames, images, videos) if images else {}
+        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if len(images) else None
+        details = self.details(media_rows, frames, images, videos) if len(images) else {}
         return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details), schema=scores_schema())
 
     def details(self, media_rows: list[dict], frames: pd.DataFrame, images: list[np.ndarray],
@@ -194,6 +204,39 @@ class CpuStage:
         return self.model(self.faces(batch))
 
 
+class GpuStage:
+    """Fused GPU actor (one per GPU slice): decode on the device (NVDEC via torchcodec), detect on
+    small frames on the CPU, crop on the device, one batched model pass (bf16 on a GPU, fp32 on a
+    CPU); only paths come in and score rows go out. See :mod:`deepgen.scoring.gpu`."""
+
+    def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool,
+                 explain: int = 0, in_flight: int = 4):
+        from deepgen.inference import default_device
+        from deepgen.scoring.gpu import DeviceFaces
+
+        self.model = ModelStage(checkpoint, mc_passes, evidence, explain)
+        self.faces = DeviceFaces(cfg, default_device(), in_flight)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import torch
+
+        rows = batch.to_pylist()
+        todo = [r for r in rows if not r.get("status")]  # rows rejected before decoding pass through
+        found = dict(zip((id(r) for r in todo), self.faces.map(todo)))
+        media_rows, crops = [], []
+        for row in rows:
+            st, c, tracks = found.get(id(row), ({"status": row.get("status"), "error": row.get("error"),
+                                                  "n_frames": 0}, None, []))
+            n = 0 if c is None else len(c)
+            media_rows.append({**{k: row.get(k) for k in _CARRY}, **st, "crops": [None] * n, "track_ids": tracks})
+            if c is not None:
+                crops.append(c)
+        images = torch.cat(crops) if crops else []
+        if self.model.evidence and len(images):  # the evidence features read numpy crops
+            images = list(images.permute(0, 2, 3, 1).cpu().numpy())
+        return self.model.score_media(media_rows, images)
+
+
 def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig,
                  batch_rows: int = 64) -> Iterator[pa.Table]:
     """Run the pipeline over manifest-like rows; yields score tables as results stream in.
@@ -218,7 +261,17 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
     items = [{k: r.get(k) for k in keep} for r in rows]
     model_kwargs = {"checkpoint": checkpoint, "mc_passes": cfg.mc_passes, "evidence": cfg.evidence,
                     "explain": cfg.explain}
-    if not use_gpu:
+    if cfg.gpu_decode:
+        # one fused actor per GPU slice: paths in, score rows out; its threads keep NVDEC engines busy.
+        # Without GPUs the same stage runs on one CPU per actor (torchcodec's CPU decoder).
+        slices = max(1, cfg.gpu_slices)
+        actors = max(1, min(gpus * slices if use_gpu else (cfg.face_workers or cpus), len(items)))
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 16 * actors))
+        ds = map_actors(ds, GpuStage, fn_constructor_kwargs={"cfg": ecfg, **model_kwargs, "in_flight": cfg.in_flight},
+                        batch_size=cfg.model_batch, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 / slices if use_gpu else 0,
+                        num_cpus=max(1, cpus // actors) if use_gpu else 1)
+    elif not use_gpu:
         # CPU only: one fused actor per core decodes, detects and scores, so no core idles waiting on
         # a separate model stage (the model is small next to decoding and detection).
         workers = min(cfg.face_workers or cpus, len(items))
@@ -240,8 +293,9 @@ def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig
 def extract_config(checkpoint: str | list[str], cfg: ScoreConfig) -> ExtractConfig:
     """How scoring samples and crops faces for ``checkpoint`` (the first member of an ensemble)."""
     crops = crop_settings(checkpoint if isinstance(checkpoint, str) else checkpoint[0], cfg)
-    return ExtractConfig(frames=cfg.frames, margin=crops["margin"], align=crops["align"], detector=cfg.detector,
-                         max_side=cfg.max_side, size=crops["size"], threads=1)
+    return ExtractConfig(frames=cfg.frames, sampling=cfg.sampling, clip_len=cfg.clip_len, margin=crops["margin"],
+                         align=crops["align"], detector=cfg.detector, max_side=cfg.max_side, size=crops["size"],
+                         threads=1)
 
 
 def crop_settings(checkpoint: str, cfg: ScoreConfig) -> dict:

@@ -1,0 +1,169 @@
+"""Keyframe-anchored clip sampling: N frames in runs of T, each at a keyframe, fewer frames decoded."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from deepgen.video import clip_runs, run_positions, sample_frames, scan_packets
+
+BITS, CELL = 8, 8  # frame index written as 8 black/white cells of 8 px: fits a 64x48 frame
+
+
+def marked(i: int, w: int = 64, h: int = 48) -> np.ndarray:
+    f = np.full((h, w, 3), 90, np.uint8)
+    f[CELL:, :] = (i * 7) % 200 + 20  # the picture changes a little, like a real video
+    for b in range(BITS):
+        f[0:CELL, b * CELL : (b + 1) * CELL] = 255 if (i >> b) & 1 else 0
+    return f
+
+
+def read_mark(frame: np.ndarray) -> int:
+    return sum(1 << b for b in range(BITS) if frame[CELL // 2, int((b + 0.5) * CELL)].mean() > 128)
+
+
+def write(path: str, n: int, gop: int, durations_ms: list[int] | None = None) -> str:
+    """A tiny H.264 MP4 with a set GOP (no scene-cut keyframes); ``durations_ms`` makes it variable-rate."""
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.gop_size = gop
+        s.options = {"crf": "18", "preset": "ultrafast", "x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}"}
+        if durations_ms:
+            s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(marked(i), format="rgb24")
+            if durations_ms:
+                frame.pts, frame.time_base = t, Fraction(1, 1000)
+                t += durations_ms[i % len(durations_ms)]
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def keyframes(path: str) -> list[int]:
+    with av.open(path) as c:
+        return scan_packets(c, c.streams.video[0]).keyframes
+
+
+def check_runs(s, n: int, t: int) -> None:
+    """n frames, in order, each the frame its index names, in runs of t consecutive frames."""
+    assert len(s.frames) == len(s.indices) == n == sum(length for _, length in s.runs)
+    assert s.indices == sorted(s.indices) == [a + j for a, length in s.runs for j in range(length)]
+    assert all(length == t for _, length in s.runs)
+    assert [read_mark(f) for f in s.frames] == s.indices
+    assert run_positions(s.indices, s.runs) == [(c, j) for c in range(n // t) for j in range(t)]
+
+
+def test_short_gops_runs_start_at_keyframes_and_decode_little(tmp_path):
+    path = write(str(tmp_path / "short.mp4"), 100, gop=5)
+    keys = keyframes(path)
+    assert keys == list(range(0, 100, 5))
+    s = sample_frames(path, n_frames=16, sampling="clips", clip_len=4)
+    check_runs(s, 16, 4)
+    assert s.off_key == 0 and all(a in keys for a, _ in s.runs)
+    assert s.runs[0][0] == 0 and s.runs[-1][0] >= 90  # spread over the whole video
+    u = sample_frames(path, n_frames=16)
+    assert s.n_decoded <= 16 + 4 * 3 < u.n_decoded  # about N frames (plus decoder look-ahead) vs most GOPs
+    again = sample_frames(path, n_frames=16, sampling="clips", clip_len=4)
+    assert again.indices == s.indices and all(np.array_equal(a, b) for a, b in zip(again.frames, s.frames))
+
+
+def test_long_gop_falls_back_to_chained_runs_and_says_so(tmp_path):
+    path = write(str(tmp_path / "long.mp4"), 60, gop=250)
+    assert keyframes(path) == [0]
+    s = sample_frames(path, n_frames=12, sampling="clips", clip_len=4)
+    check_runs(s, 12, 4)
+    assert s.runs == [(0, 4), (4, 4), (8, 4)] and s.off_key == 2  # one keyframe: runs follow on from it
+    u = sample_frames(path, n_frames=12)
+    assert s.n_decoded <= 12 + 4 < u.n_decoded  # still about N frames decoded
+
+
+def test_variable_frame_rate(tmp_path):
+    path = write(str(tmp_path / "vfr.mp4"), 80, gop=10, durations_ms=[20, 60, 33])
+    s = sample_frames(path, n_frames=12, sampling="clips", clip_len=3)
+    check_runs(s, 12, 3)
+    assert s.n_total == 80 and s.off_key == 0 and all(a % 10 == 0 for a, _ in s.runs)
+
+
+def test_clip_runs_plan():
+    assert clip_runs(range(0, 100, 10), 100, 16, 4) == ([(0, 4), (30, 4), (60, 4), (90, 4)], 0)
+    assert clip_runs([0], 10, 32, 8) == ([(0, 8), (8, 2)], 1)  # fewer frames than asked: all of them
+    runs, off = clip_runs([0, 50, 100], 120, 16, 4)  # spots 0, 39, 77, 116: the last run follows on
+    assert runs == [(0, 4), (50, 4), (100, 4), (104, 4)] and off == 1
+    assert clip_runs([0, 250], 300, 32, 8) == ([(0, 8), (8, 8), (250, 8), (258, 8)], 2)  # DFDC-like GOPs
+    assert clip_runs([], 0, 8, 4) == ([], 0)
+
+
+def test_frame_folders_sample_clips(tmp_path):
+    import cv2
+
+    for i in range(30):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), marked(i))
+    s = sample_frames(str(tmp_path), n_frames=8, media_type="frames", sampling="clips", clip_len=4)
+    assert s.runs == [(0, 4), (26, 4)] and s.indices == [0, 1, 2, 3, 26, 27, 28, 29]
+
+
+def test_unknown_sampling_is_one_clear_error(tmp_path):
+    from deepgen.errors import DeepgenError
+
+    with pytest.raises(DeepgenError, match="use uniform or clips"):
+        sample_frames(str(tmp_path / "x.mp4"), sampling="random")
+
+
+def _face_video(path: str, photo, n: int, gop: int) -> str:
+    from deepgen.testing.faces import face_frames
+
+    frames = face_frames(photo, n, 128, 96)
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        s.options = {"crf": "18", "preset": "ultrafast", "x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}"}
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_extract_records_each_face_clip_and_the_fallback(tmp_path, ray_session, real_faces_dir):
+    """deepgen extract --sampling clips: faces carry clip_index/clip_pos; extract.json names long-GOP videos."""
+    import json
+
+    import pyarrow as pa
+    from click.testing import CliRunner
+
+    from deepgen.faces.command import extract
+    from deepgen.faces.extract import read_faces, read_status
+    from deepgen.schema import MANIFEST_SCHEMA
+    from deepgen.storage import write_table
+    from deepgen.testing.faces import load_rgb
+
+    photo = load_rgb(real_faces_dir / "img1.jpg")
+    rows = []
+    for name, gop in (("short", 4), ("long", 250)):
+        uri = _face_video(str(tmp_path / f"{name}.mp4"), photo, 24, gop)
+        rows.append({"media_id": f"t/{name}", "uri": uri, "label": 0, "dataset": "t", "method": "real",
+                     "split": "test", "source_id": name, "compression": "c23", "media_type": "video"})
+    write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), str(tmp_path / "m.parquet"))
+    out = str(tmp_path / "faces")
+    res = CliRunner().invoke(extract, ["--manifest", str(tmp_path / "m.parquet"), "--out", out, "--frames", "6",
+                                       "--sampling", "clips", "--clip-len", "3", "--workers", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    faces = read_faces(out).to_pylist()
+    by = {m: [(f["frame_index"], f["clip_index"], f["clip_pos"]) for f in faces if f["media_id"] == m]
+          for m in ("t/short", "t/long")}
+    assert by["t/short"] == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (20, 1, 0), (21, 1, 1), (22, 1, 2)]
+    assert by["t/long"] == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (3, 1, 0), (4, 1, 1), (5, 1, 2)]
+    status = {s["media_id"]: s["clips_off_key"] for s in read_status(out).to_pylist()}
+    assert status == {"t/short": 0, "t/long": 1}
+    settings = json.loads((tmp_path / "faces" / "extract.json").read_text())
+    assert settings["sampling"] == "clips" and settings["clip_len"] == 3
+    assert settings["clips_fallback"]["media"] == 1 and settings["clips_fallback"]["examples"] == ["t/long"]
