@@ -27,6 +27,7 @@ EXTRA_SCHEMA = [
     ("features", pa.list_(pa.float32())),
     ("frequency_score", pa.float64()),  # evidence: upsampling peaks in the crops' spectra
     ("boundary_score", pa.float64()),  # evidence: blending-boundary head's max response (NaN without one)
+    ("temporal_score", pa.float64()),  # a temporal bundle's temporal part alone (deepgen.inference); else null
 ]
 
 
@@ -61,7 +62,8 @@ _CARRY = ("media_id", "uri", "label", "dataset", "fingerprint")
 CROPS_SCHEMA = pa.schema([("media_id", pa.string()), ("uri", pa.string()), ("label", pa.int8()),
                           ("dataset", pa.string()), ("fingerprint", pa.string()), ("status", pa.string()),
                           ("error", pa.string()), ("n_frames", pa.int32()), ("crops", pa.list_(pa.binary())),
-                          ("track_ids", pa.list_(pa.int32()))])
+                          ("track_ids", pa.list_(pa.int32())),
+                          ("clip_index", pa.list_(pa.int32())), ("clip_pos", pa.list_(pa.int32()))])
 
 
 class FaceStage:
@@ -85,7 +87,9 @@ class FaceStage:
                 faces, st = extract_media(row, self.cfg, self.detector)
             out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
                         "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
-                        "track_ids": [int(f.get("track_id") or 0) for f in faces]})
+                        "track_ids": [int(f.get("track_id") or 0) for f in faces],
+                        "clip_index": [f.get("clip_index") for f in faces],
+                        "clip_pos": [f.get("clip_pos") for f in faces]})
         return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
 
 
@@ -106,6 +110,9 @@ class ModelStage(BundleActor):
             "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
         })
+        for c in ("clip_index", "clip_pos"):  # where the face stage sampled clips (temporal fusion reads them)
+            frames[c] = pd.array([v for m in media_rows for v in (m.get(c) or [None] * len(m["crops"]))],
+                                 dtype="Float64")
         if len(images):
             out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
             frames["logit"] = out["logit"]
@@ -115,7 +122,8 @@ class ModelStage(BundleActor):
             for c in EVIDENCE:
                 if c in out:
                     frames[c] = out[c]
-        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if len(images) else None
+        videos = (aggregate_media(frames, self.scorer.temperature, self.scorer.temporal).set_index("media_id")
+                  if len(images) else None)
         return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id), schema=scores_schema())
 
 
@@ -131,7 +139,8 @@ def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: st
         }
         if videos is not None and meta["media_id"] in videos.index:
             v = videos.loc[meta["media_id"]]
-            rec.update({c: float(v[c]) for c in ("logit", "score", "uncertainty", *EVIDENCE) if c in v.index},
+            rec.update({c: float(v[c]) for c in ("logit", "score", "uncertainty", *EVIDENCE, "temporal_score")
+                        if c in v.index},
                        mutual_info=None if np.isnan(v["mutual_info"]) else float(v["mutual_info"]),
                        n_faces=int(v["n_faces"]), n_tracks=int(v["n_tracks"]),
                        features=np.asarray(v["features"], np.float32).tolist())

@@ -253,8 +253,11 @@ def train(
         state = load_resume_state(os.path.join(d, STATE))
         with open(os.path.join(d, VAL_OUTPUTS), "rb") as f:
             val = dict(np.load(io.BytesIO(f.read())))
-    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods)))
-    model.load_state_dict(state["model"])
+    temporal = cfg.model.arch == "temporal"
+    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods), frame_stage=False))
+    missing, unexpected = model.load_state_dict(state["model"], strict=not temporal)
+    if unexpected or any(not k.startswith("temporal.") for k in missing):
+        raise DeepgenError(f"the frame stage's weights do not fit the {cfg.model.arch} model; retrain with --overwrite.")
     model.eval()
     held_ids = [data.val_datasets.index(n) for n in data.heldout_datasets]
     seen = ~np.isin(val["datasets"], held_ids)  # held-out datasets never calibrate nor give reference features
@@ -264,6 +267,11 @@ def train(
     from deepgen.evaluation.calibration import fit_temperature
 
     frame_temperature = fit_temperature(val["logits"][seen], val["labels"][seen])  # for comparison
+    temporal_rec = None
+    if temporal:  # second stage: the temporal head on cached clip embeddings, then the fusion temperatures
+        from deepgen.train.temporal import train_temporal
+
+        temporal_rec = train_temporal(model, faces, cfg, temperature, quiet=quiet)
     selected = state["history"][-1]
     history = state["history"]
     if result.checkpoint is not None and result.checkpoint.path != best.path:
@@ -296,7 +304,7 @@ def train(
         reference=reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
         datasets=datasets,
         metrics=metrics,
-        extras={"faces": crops} if crops else None,
+        extras={**({"faces": crops} if crops else {}), **({"temporal": temporal_rec} if temporal_rec else {})} or None,
         overwrite=overwrite,
     )
     return {
