@@ -11,7 +11,7 @@ training fake showed. One ``temporal`` training per seed gives all three rows: t
 (exactly the ``full`` recipe's frame model), the temporal head alone (``temporal_score``) and the
 fused score, all through ``deepgen.inference``.
 
-    .venv/bin/python benchmarks/temporal.py --ids 36 --seeds 0 1 2 [--out /tmp/temporal-bench]
+    .venv/bin/python benchmarks/temporal.py --ids 48 --seeds 0 1 2 [--out /tmp/temporal-bench]
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ sys.path.insert(0, str(ROOT))
 FAMILIES = ("stable", "flicker")
 
 
-def make_corpus(root: str, ids: int, frames: int, size: int, jitter: float, gain: float, seed: int = 0) -> None:
-    """ROOT/real/KKK.mp4 and ROOT/fake/{stable,flicker}/KKK.mp4 (``deepgen manifest --dataset folder``)."""
+def make_corpus(root: str, ids: int, frames: int, size: int, jitter: float, gain: float, seed: int = 0,
+                splits: tuple[int, int] = (24, 8)) -> str:
+    """ROOT/real/KKK.mp4 and ROOT/fake/{stable,flicker}/KKK.mp4 and ROOT/corpus.csv (``deepgen manifest
+    --dataset folder --root ROOT/corpus.csv``): the first ``splits[0]`` identities train, the next
+    ``splits[1]`` validate, the rest test."""
     from dataclasses import replace
 
     from deepgen.synth import forgery as fg
@@ -57,6 +60,14 @@ def make_corpus(root: str, ids: int, frames: int, size: int, jitter: float, gain
             out[t] = clip.frames[t] * (1 - m) + np.clip(flick.frames[t] * g, 0, 255) * m
         write_mp4(os.path.join(root, "fake", "flicker", f"{k:03d}.mp4"),
                   np.clip(out + 0.5, 0, 255).astype(np.uint8), style.fps, style.crf)
+    lines = ["path,label,split,method,source_id"]
+    for k in range(ids):
+        split = "train" if k < splits[0] else "val" if k < splits[0] + splits[1] else "test"
+        lines += [f"real/{k:03d}.mp4,0,{split},real,id{k}"]
+        lines += [f"fake/{fam}/{k:03d}.mp4,1,{split},{fam},id{k}" for fam in FAMILIES]
+    with open(os.path.join(root, "corpus.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return os.path.join(root, "corpus.csv")
 
 
 def cli(*args: str) -> None:
@@ -92,7 +103,9 @@ def family_rows(bundle_uri: str, faces: str) -> dict:
     from deepgen.faces.extract import read_faces
     from deepgen.inference import TemporalFusion
     from deepgen.models.bundle import load_bundle
+    from deepgen.runtime import init_ray
 
+    init_ray()
     b = load_bundle(bundle_uri)
     t = read_faces(faces)
     t = t.filter(pc.equal(t["split"], "test"))
@@ -113,7 +126,9 @@ def family_rows(bundle_uri: str, faces: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/temporal-bench")
-    p.add_argument("--ids", type=int, default=36)
+    p.add_argument("--ids", type=int, default=48, help="identities (one real + one fake per family each)")
+    p.add_argument("--train-ids", type=int, default=24)
+    p.add_argument("--val-ids", type=int, default=8)
     p.add_argument("--frames", type=int, default=16, help="frames per rendered video (and sampled)")
     p.add_argument("--clip-len", type=int, default=8)
     p.add_argument("--size", type=int, default=160, help="rendered frame side")
@@ -126,11 +141,12 @@ def main() -> None:
     out = args.out
     t0 = time.perf_counter()
     corpus = os.path.join(out, "corpus")
-    if not os.path.exists(os.path.join(corpus, "fake")):
-        make_corpus(corpus, args.ids, args.frames, args.size, args.jitter, args.gain)
+    if not os.path.exists(os.path.join(corpus, "corpus.csv")):
+        make_corpus(corpus, args.ids, args.frames, args.size, args.jitter, args.gain,
+                    splits=(args.train_ids, args.val_ids))
     faces = os.path.join(out, "faces")
     if not os.path.exists(os.path.join(faces, "extract.json")):
-        cli("manifest", "--dataset", "folder", "--root", corpus, "--name", "synthflicker",
+        cli("manifest", "--dataset", "folder", "--root", os.path.join(corpus, "corpus.csv"), "--name", "synthflicker",
             "--out", os.path.join(out, "manifest.parquet"))
         cli("extract", "--manifest", os.path.join(out, "manifest.parquet"), "--out", faces, "--frames",
             str(args.frames), "--sampling", "clips", "--clip-len", str(args.clip_len), "--size", "96",

@@ -148,7 +148,7 @@ def fit_head(model, seqs: list[np.ndarray], labels: np.ndarray, cfg: TrainConfig
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         losses.append(total / max(1, len(labels)))
     head.eval()
     return losses
