@@ -72,11 +72,11 @@ def make_corpus(root: str, ids: int, frames: int, size: int, jitter: float, gain
 
 def cli(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for attempt in range(3):  # an overloaded shared machine can time out Ray's startup (30 s, fixed)
+    for attempt in range(6):  # an overloaded shared machine can time out Ray's startup (30 s, fixed)
         if subprocess.run([sys.executable, "-m", "deepgen.cli", *args], env=env).returncode == 0:
             return
-        print(f"retrying `deepgen {args[0]}` ({attempt + 1}/3)", file=sys.stderr, flush=True)
-    raise SystemExit(f"deepgen {args[0]} failed 3 times")
+        print(f"retrying `deepgen {args[0]}` ({attempt + 1}/6)", file=sys.stderr, flush=True)
+    raise SystemExit(f"deepgen {args[0]} failed 6 times")
 
 
 def training_faces(faces: str, out: str) -> str:
@@ -94,7 +94,7 @@ def training_faces(faces: str, out: str) -> str:
     return out
 
 
-def family_rows(bundle_uri: str, faces: str) -> dict:
+def family_rows(bundle_uri: str, faces: str, address: str | None = None, no_ray: bool = False) -> dict:
     """Per family: test-video AUC of the frame part, the temporal head and the fusion (one inference path)."""
     import pyarrow.compute as pc
 
@@ -105,11 +105,19 @@ def family_rows(bundle_uri: str, faces: str) -> dict:
     from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
-    init_ray()
     b = load_bundle(bundle_uri)
     t = read_faces(faces)
     t = t.filter(pc.equal(t["split"], "test"))
-    frames = score_frames(t, bundle_uri, quiet=True)
+    if no_ray:  # what score_frames' actors compute, in this process
+        from deepgen.faces.crop import decode_image
+        from deepgen.inference import Scorer
+
+        out = Scorer.load(bundle_uri, "cpu").frame_outputs([decode_image(x) for x in t["image"].to_pylist()])
+        frames = t.drop_columns([c for c in ("image", "box", "landmarks") if c in t.column_names]).to_pandas()
+        frames = frames.assign(logit=out["logit"], features=list(out["features"]))
+    else:
+        init_ray(address)
+        frames = score_frames(t, bundle_uri, quiet=True)
     frame_v, _ = video_predictions(frames, b.temperature, [])
     fused_v, _ = video_predictions(frames, b.temperature, [], TemporalFusion.of(b))
     out = {}
@@ -137,6 +145,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--no-ray", action="store_true", help="train in this process (same stages) and score "
+                   "without Ray: for a machine too loaded for Ray's start-up")
+    p.add_argument("--address", default=None, help="a running Ray cluster (else each step starts an embedded one)")
     args = p.parse_args()
     out = args.out
     t0 = time.perf_counter()
@@ -163,9 +174,13 @@ def main() -> None:
             with open(recipe, "w") as f:  # the packaged recipe, only seed, budget and sizes set here
                 f.write(f"base: temporal\nseed: {seed}\nepochs: {args.epochs}\nmodel:\n"
                         f"  image_size: {args.image_size}\n  clip_len: {args.clip_len}\n")
-            cli("train", "--config", recipe, "--faces", train_faces, "--out", run, "--workers", "1", "--quiet")
+            if args.no_ray:
+                train_in_process(recipe, train_faces, run)
+            else:
+                cli("train", "--config", recipe, "--faces", train_faces, "--out", run, "--workers", "1", "--quiet",
+                    *(["--address", args.address] if args.address else []))
             seconds[seed] = time.perf_counter() - t1
-        rows[seed] = family_rows(os.path.join(run, "bundle"), faces)
+        rows[seed] = family_rows(os.path.join(run, "bundle"), faces, args.address, args.no_ray)
         print(json.dumps({seed: rows[seed]}), flush=True)
     table = {}
     for fam in FAMILIES:
@@ -185,3 +200,65 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def train_in_process(recipe: str, train_faces: str, out: str) -> str:
+    """The same two stages as ``deepgen train`` (pseudo-fakes, perturbations, every loss, EMA off-path
+    aside), in this process without Ray: for a shared machine where Ray's 30 s start-up times out.
+    Writes a bundle and returns its URI."""
+    import dataclasses
+
+    import torch
+
+    from deepgen.models import create_detector
+    from deepgen.models.bundle import save_bundle
+    from deepgen.train.config import load_config
+    from deepgen.train.data import build_train_data
+    from deepgen.train.loop import compute_losses, make_train_batch, model_config_for, weight_average
+    from deepgen.train.temporal import train_temporal
+    from deepgen.train.trainer import crop_settings, fit_calibration
+
+    cfg = load_config(recipe)
+    crops = crop_settings([train_faces])
+    if crops:
+        cfg = dataclasses.replace(cfg, crop_margin=float(crops["margin"]), crop_align=bool(crops["align"]))
+    data = build_train_data([train_faces], cfg)
+    torch.manual_seed(cfg.seed)
+    frame = create_detector(model_config_for(cfg, len(data.domains), len(data.methods)))
+    opt = torch.optim.AdamW(frame.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = weight_average(frame, cfg.ema_decay)
+    sbi = data.methods.index("sbi") if "sbi" in data.methods else -1
+    cols = {c: data.train[c].to_numpy(zero_copy_only=False) for c in data.train.column_names}
+    for epoch in range(cfg.epochs):
+        rng = np.random.default_rng([cfg.seed, epoch, 0])
+        order = rng.permutation(data.train.num_rows)
+        frame.train()
+        for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            batch = {k: v[idx] for k, v in cols.items()}
+            images, labels, doms, meths = make_train_batch(batch, cfg, rng, sbi)
+            out = frame(frame.preprocess(images), grl_coefficient=0.0)
+            loss = compute_losses(out, torch.from_numpy(labels), torch.from_numpy(doms), torch.from_numpy(meths),
+                                  cfg)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(frame)
+    scored = frame if ema is None else ema.module
+    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods), frame_stage=False))
+    model.load_state_dict(scored.state_dict(), strict=False)
+    model.eval()
+    from deepgen.inference import model_frame_outputs
+    from deepgen.train.data import decode_image
+
+    val = data.val
+    o = model_frame_outputs(model, [decode_image(b) for b in val["image"].to_pylist()], "cpu", batch_size=128)
+    temperature, domain_t = fit_calibration(o["logit"], val["label"].to_numpy(), val["dataset"].to_numpy(),
+                                            data.val_datasets, val["video"].to_numpy(), val["track"].to_numpy())
+    rec = train_temporal(model, [train_faces], cfg, temperature)
+    uri = os.path.join(out, "bundle")
+    save_bundle(uri, model, recipe=cfg.to_dict(), temperature=temperature, domain_temperatures=domain_t,
+                reference=o["features"][:256], datasets={"train": data.domains}, extras={"temporal": rec},
+                overwrite=True)
+    return uri
