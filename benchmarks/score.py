@@ -7,6 +7,8 @@ frame, Haar on the sampled ones, one model call per face); (b) the best single-p
 RSS of the driver and every Ray process at 1x and 4x corpus.
 
     .venv/bin/python benchmarks/score.py [--videos 12] [--frames 150] [--sample 32]
+    # temporal head vs frame model (issue 22): the Ray pipeline only, --sampling clips, ratio in one run
+    .venv/bin/python benchmarks/score.py --temporal --videos 8 --frames 48 --sample 16
     # GPU machine, 10 s 1080p clips:  --width 1920 --height 1080 --frames 250 --backbone efficientnet_b0 --image-size 224
 """
 
@@ -94,26 +96,67 @@ th = threading.Thread(target=poll, daemon=True); th.start()
 from deepgen.runtime import init_ray
 from deepgen.scoring import ScoreConfig, score
 t = time.perf_counter(); init_ray(None); started = time.perf_counter() - t
-s = score(sys.argv[1], sys.argv[2], sys.argv[3], ScoreConfig(frames=int(sys.argv[4])), overwrite=True)
+cfg = ScoreConfig(frames=int(sys.argv[4]), sampling=sys.argv[6], clip_len=int(sys.argv[7]))
+s = score(sys.argv[1], sys.argv[2], sys.argv[3], cfg, overwrite=True)
 stop = True; th.join()
 s.update(peak_total_mb=peak["total"] / 2**20, ray_start=started)
 print("RESULT " + json.dumps(s))
 """
 
 
-def ray_run(manifest: str, bundle: str, out: str, frames: int) -> dict:
-    return run_child(RAY_CHILD, manifest, bundle, out, str(frames), str(ROOT))
+def ray_run(manifest: str, bundle: str, out: str, frames: int, sampling: str = "uniform", clip_len: int = 8) -> dict:
+    return run_child(RAY_CHILD, manifest, bundle, out, str(frames), str(ROOT), sampling, str(clip_len))
+
+
+def temporal_bundles(tmp: Path, backbone: str, image_size: int, clip_len: int) -> tuple[str, str]:
+    """A frame bundle and a temporal bundle with the same frame weights (same seed, same builder order)."""
+    import torch
+
+    from deepgen.models import ModelConfig, create_detector
+    from deepgen.models.bundle import save_bundle
+
+    out = []
+    for arch in ("detector", "temporal"):
+        torch.manual_seed(0)
+        model = create_detector(ModelConfig(arch=arch, backbone=backbone, image_size=image_size, clip_len=clip_len))
+        rec = {"temporal": {"frame_temperature": 1.0, "temporal_temperature": 1.0, "fusion_temperature": 1.0}}
+        save_bundle(str(tmp / arch), model, reference=np.random.default_rng(0).normal(size=(64, model.num_features)),
+                    extras=rec if arch == "temporal" else None)
+        out.append(str(tmp / arch))
+    return out[0], out[1]
+
+
+def temporal_rows(a, tmp: Path) -> None:
+    """Ray pipeline throughput, clips sampling: frame model vs temporal bundle, alternated, 2 runs each."""
+    rows = make_corpus(tmp, a.videos, a.frames, a.width, a.height)
+    m1, m4 = write_manifests(rows, tmp)
+    frame, temporal = temporal_bundles(tmp, a.backbone, a.image_size, a.clip_len)
+    print(f"corpus: {4 * a.videos} clips, {a.frames} frames {a.width}x{a.height} H.264, {a.sample} sampled as clips "
+          f"of {a.clip_len}; model {a.backbone} @ {a.image_size}px; cores {os.cpu_count()}")
+    speed: dict[str, list[float]] = {"frame": [], "temporal": []}
+    for i in range(2):
+        for name, uri in (("frame", frame), ("temporal", temporal)) if i == 0 else (("temporal", temporal),
+                                                                                     ("frame", frame)):
+            r = ray_run(m4, uri, str(tmp / f"t-{name}-{i}"), a.sample, "clips", a.clip_len)
+            speed[name].append(r["media"] / r["seconds"])
+            print(f"{name:9s} run {i}: {r['media']} videos {r['seconds']:.2f}s {speed[name][-1]:.2f} videos/s")
+    f, t = float(np.mean(speed["frame"])), float(np.mean(speed["temporal"]))
+    print(f"temporal / frame throughput: {t / f:.3f} (goal >= 0.9); load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
     ap = corpus_parser(__doc__)
     ap.add_argument("--backbone", default="test_efficientnet")
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--temporal", action="store_true", help="only: temporal bundle vs frame model, clips sampling")
+    ap.add_argument("--clip-len", type=int, default=8)
     a = ap.parse_args()
     from deepgen.models.bundle import load_bundle
 
     with tempfile.TemporaryDirectory(prefix="deepgen-score-bench-") as tmp:
         tmp = Path(tmp)
+        if a.temporal:
+            return temporal_rows(a, tmp)
         rows = make_corpus(tmp, a.videos, a.frames, a.width, a.height)
         m1, m4 = write_manifests(rows, tmp)
         bundle_uri = make_bundle(str(tmp / "bundle"), a.backbone, a.image_size)

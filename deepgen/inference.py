@@ -19,6 +19,15 @@ these functions, so each quantity has one definition:
   distances, so an item is in domain for the ensemble only if it is for every member (mean of the
   max >= each member's mean); NaN / null when a bundle has no ``ood`` record;
 - frame score (timeline): sigmoid(frame logit / T), the calibrated P(fake) of one crop.
+
+Temporal fusion (a bundle of arch ``temporal``, faces sampled with ``--sampling clips``): each clip
+(the frames of one track and one ``clip_index``, in ``clip_pos`` order) gets a temporal logit from
+the head over its frames' ``features``; every frame carries its clip's. A frame's fused logit is
+``z_frame / T_frame + z_temporal / T_temporal`` (late fusion of calibrated logits; a frame outside
+any clip keeps ``z_frame / T_frame``), the video logit is the max over tracks of the track's mean
+fused logit, and ``score = sigmoid(video logit / T_fusion)``; the three temperatures were fitted on
+validation videos (``temporal.json`` in the bundle). ``temporal_score`` is
+sigmoid(max over tracks of the mean ``z_temporal / T_temporal``): the temporal part alone.
 """
 
 from __future__ import annotations
@@ -128,6 +137,11 @@ class Scorer:
         return self.bundles[0].temperature if len(self.bundles) == 1 else 1.0
 
     @property
+    def temporal(self) -> TemporalFusion | None:
+        """A single temporal bundle's fusion (pass it to :func:`aggregate_media`); None otherwise."""
+        return TemporalFusion.of(self.bundles[0], self.device) if len(self.bundles) == 1 else None
+
+    @property
     def input_size(self) -> int:
         return int(self.bundles[0].model.cfg.image_size)
 
@@ -178,6 +192,80 @@ def frame_scores(logits: np.ndarray, temperature: float) -> np.ndarray:
     return sigmoid(np.asarray(logits, np.float64) / temperature)
 
 
+@dataclass
+class TemporalFusion:
+    """A temporal bundle's head and the temperatures that fuse its clip logits with the frame logits."""
+
+    model: object  # a TemporalDetector (its ``temporal_logits``)
+    frame_temperature: float
+    temporal_temperature: float
+    temperature: float  # of the fused video logit
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, bundle, device: str = "cpu") -> TemporalFusion | None:
+        """The fusion of a loaded bundle, or None for a frame-only bundle."""
+        rec = getattr(bundle, "extras", {}).get("temporal")
+        if rec is None or not hasattr(bundle.model, "temporal_logits"):
+            return None
+        return cls(bundle.model, float(rec["frame_temperature"]), float(rec["temporal_temperature"]),
+                   float(rec["fusion_temperature"]), device)
+
+
+CLIP_COLUMNS = ("clip_index", "clip_pos")
+
+
+def clip_groups(frames: pd.DataFrame, clip_len: int) -> list[np.ndarray]:
+    """Row positions of each clip of ``frames`` (same media item, track and ``clip_index``), in ``clip_pos``
+    order; a run longer than ``clip_len`` is cut into consecutive clips. Rows without a clip are left out."""
+    if not all(c in frames.columns for c in CLIP_COLUMNS) or not len(frames):
+        return []
+    idx = pd.to_numeric(frames["clip_index"], errors="coerce").to_numpy(np.float64)
+    pos = pd.to_numeric(frames["clip_pos"], errors="coerce").to_numpy(np.float64)
+    ok = np.flatnonzero(np.isfinite(idx) & np.isfinite(pos))
+    if not len(ok):
+        return []
+    tracks = (frames["track_id"].fillna(0).to_numpy(np.int64) if "track_id" in frames.columns
+              else np.zeros(len(frames), np.int64))
+    key = pd.DataFrame({"m": frames["media_id"].to_numpy()[ok], "t": tracks[ok], "c": idx[ok], "p": pos[ok],
+                        "row": ok}).sort_values(["m", "t", "c", "p", "row"], kind="stable")
+    out = []
+    for _, g in key.groupby(["m", "t", "c"], sort=False):
+        rows = g["row"].to_numpy()
+        out.extend(rows[i : i + clip_len] for i in range(0, len(rows), clip_len))
+    return out
+
+
+def temporal_frame_logits(frames: pd.DataFrame, fusion: TemporalFusion) -> np.ndarray:
+    """Each frame's clip logit from the temporal head (raw, before ``T_temporal``); NaN outside clips.
+
+    Clips of equal length go through the head together, so the result does not depend on batching.
+    """
+    import torch
+
+    z = np.full(len(frames), np.nan)
+    model = fusion.model
+    clips = clip_groups(frames, int(model.cfg.clip_len))
+    if not clips or "features" not in frames.columns:
+        return z
+    feats = np.stack(frames["features"].to_numpy()).astype(np.float32)
+    by_len: dict[int, list[np.ndarray]] = {}
+    for rows in clips:
+        by_len.setdefault(len(rows), []).append(rows)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for group in by_len.values():
+                seq = torch.from_numpy(np.stack([feats[r] for r in group])).to(fusion.device)
+                logits = model.temporal_logits(seq).float().cpu().numpy().astype(np.float64)
+                for rows, v in zip(group, logits):
+                    z[rows] = v
+    finally:
+        model.train(was_training)
+    return z
+
+
 def _track_max(values: np.ndarray, media: np.ndarray, tracks: np.ndarray, n_media: int) -> np.ndarray:
     """Per media item: the max over its tracks of the track's mean of ``values`` (..., N) -> (..., n_media)."""
     keys = media.astype(np.int64) * (int(tracks.max(initial=0)) + 1) + tracks.astype(np.int64)
@@ -192,7 +280,8 @@ def _track_max(values: np.ndarray, media: np.ndarray, tracks: np.ndarray, n_medi
     return out.reshape(values.shape[:-1] + (n_media,))
 
 
-def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
+def aggregate_media(frames: pd.DataFrame, temperature: float, temporal: TemporalFusion | None = None
+                    ) -> pd.DataFrame:
     """Frame rows -> one row per media item (sorted by ``media_id``).
 
     ``frames`` has ``media_id`` and ``logit``; optionally ``track_id`` (missing: one track),
@@ -200,12 +289,19 @@ def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
     Returns ``media_id``, ``logit`` (video logit, before ``temperature``), ``score``, ``score_raw``
     (T = 1), ``uncertainty``, ``mutual_info`` (NaN without MC passes), ``n_faces``, ``n_tracks``,
     the mean ``features`` and the mean evidence columns; with an ``ood`` frame column also
-    ``ood_score`` (its mean) and ``in_domain`` (``ood_score <= 1``).
+    ``ood_score`` (its mean) and ``in_domain`` (``ood_score <= 1``). With ``temporal`` (a temporal
+    bundle's fusion; ``frames`` then need ``features``, ``clip_index`` and ``clip_pos``) the logit is the
+    fused one, ``temperature`` is the fusion's, and ``temporal_score`` is added (see the module docstring).
     """
     ids, media = np.unique(frames["media_id"].to_numpy(), return_inverse=True)
     tracks = (frames["track_id"].fillna(0).to_numpy(np.int64) if "track_id" in frames.columns
               else np.zeros(len(frames), np.int64))
-    z = _track_max(frames["logit"].to_numpy(np.float64), media, tracks, len(ids))
+    frame_z = frames["logit"].to_numpy(np.float64)
+    if temporal is not None:
+        zt = temporal_frame_logits(frames, temporal) / temporal.temporal_temperature
+        frame_z = frame_z / temporal.frame_temperature + np.nan_to_num(zt, nan=0.0)
+        temperature = temporal.temperature
+    z = _track_max(frame_z, media, tracks, len(ids))
     n_faces = np.bincount(media, minlength=len(ids))
     score = sigmoid(z / temperature)
     out = pd.DataFrame({
@@ -228,6 +324,11 @@ def aggregate_media(frames: pd.DataFrame, temperature: float) -> pd.DataFrame:
     if "ood" in frames.columns:
         out["ood_score"] = np.bincount(media, weights=frames["ood"].to_numpy(np.float64), minlength=len(ids)) / n_faces
         out["in_domain"] = out["ood_score"] <= 1.0
+    if temporal is not None:
+        has = np.isfinite(zt)
+        zt_video = (_track_max(zt[has], media[has], tracks[has], len(ids)) if has.any()
+                    else np.full(len(ids), -np.inf))
+        out["temporal_score"] = np.where(np.isfinite(zt_video), sigmoid(zt_video), np.nan)
     return out
 
 

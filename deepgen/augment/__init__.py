@@ -10,6 +10,7 @@ from deepgen.augment.perturb import (
     perturb,
 )
 from deepgen.augment.sbi import boundary_map, color_transfer, face_mask, other_blend, self_blend
+from deepgen.augment.temporal import temporal_blend
 
 __all__ = [
     "PerturbConfig",
@@ -24,4 +25,5 @@ __all__ = [
     "other_blend",
     "perturb",
     "self_blend",
+    "temporal_blend",
 ]

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.faces.extract import read_faces
-from deepgen.inference import EVIDENCE, BundleActor, aggregate_media
+from deepgen.inference import EVIDENCE, BundleActor, TemporalFusion, aggregate_media
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
 
@@ -81,12 +81,13 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
                       validate="one_to_one").drop(columns="_row")
 
 
-def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-video predictions (:func:`deepgen.inference.aggregate_media`) with the videos' labels and
-    groups carried; returns (videos, mean features per video)."""
+def video_predictions(frames: pd.DataFrame, temperature: float, group_cols: list[str],
+                      temporal: TemporalFusion | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-video predictions (:func:`deepgen.inference.aggregate_media`, fused with ``temporal`` for a
+    temporal bundle) with the videos' labels and groups carried; returns (videos, mean features per video)."""
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
     keep = [c for c in dict.fromkeys(("dataset", "label", "method", *group_cols)) if c in frames.columns]
-    videos = aggregate_media(frames, temperature)
+    videos = aggregate_media(frames, temperature, temporal)
     carried = frames.groupby("media_id", sort=True)[keep].first().reset_index()
     videos = carried.merge(videos, on="media_id", validate="one_to_one")
     videos["n_frames"] = frames.groupby("media_id", sort=True)["frame_index"].nunique().to_numpy()
@@ -136,7 +137,7 @@ def evaluate(
     runs = []
     for uri, b in zip(checkpoints, bundles):
         frames = score_frames(table, uri, mc_passes=mc_passes, evidence=evidence, quiet=quiet)
-        videos, feats = video_predictions(frames, b.temperature, group_cols)
+        videos, feats = video_predictions(frames, b.temperature, group_cols, TemporalFusion.of(b))
         runs.append((uri, b, frames, videos, feats))
     uri, main, frames, videos, feats = runs[0]
     cross = cross_dataset_metrics(videos, train_sets)

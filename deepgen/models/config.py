@@ -34,6 +34,8 @@ class ModelConfig:
     boundary_channels: int = 64  # BoundaryHead mid channels
     boundary_stride: int = 4  # boundary map side = image_size // boundary_stride
     boundary_level: int = -1  # -1: the last feature map; k >= 0: timm's k-th intermediate map (finer)
+    temporal_dim: int = 64  # arch temporal: width of the temporal head over a clip's embeddings
+    clip_len: int = 8  # arch temporal: the longest clip (consecutive frames) the head reads
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +61,7 @@ class ModelConfig:
         if not isinstance(self.image_size, int) or self.image_size < 16:
             raise DeepgenError(f"{where}: model.image_size is {self.image_size}; use at least 16 pixels.")
         for name in ("frequency_dim", "frequency_width", "boundary_channels", "boundary_stride", "proj_dim",
-                     "head_hidden", "num_domains", "num_methods"):
+                     "head_hidden", "num_domains", "num_methods", "temporal_dim", "clip_len"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (2 if name == "boundary_channels" else 1):
                 raise DeepgenError(f"{where}: model.{name} is {value!r}; set it to a positive integer"

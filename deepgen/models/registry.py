@@ -26,6 +26,7 @@ def register_model(name: str) -> Callable[[Callable], Callable]:
 def list_models() -> list[str]:
     """Names of the registered detector architectures."""
     import deepgen.models.detector  # noqa: F401  (registers the built-in architectures)
+    import deepgen.models.temporal  # noqa: F401
 
     return sorted(_MODELS)
 

@@ -37,6 +37,7 @@ EXTRA_SCHEMA = [
     ("heatmaps", pa.list_(pa.binary())),  # --explain K: PNG overlays of the top-K frames of a flagged item
     ("heatmap_frames", pa.list_(pa.int32())),  # their frame indices
     ("heatmap_kind", pa.string()),  # gradcam | boundary
+    ("temporal_score", pa.float64()),  # a temporal bundle's temporal part alone (deepgen.inference); else null
 ]
 
 
@@ -73,7 +74,8 @@ CROPS_SCHEMA = pa.schema([("media_id", pa.string()), ("uri", pa.string()), ("lab
                           ("dataset", pa.string()), ("fingerprint", pa.string()), ("status", pa.string()),
                           ("error", pa.string()), ("n_frames", pa.int32()), ("crops", pa.list_(pa.binary())),
                           ("track_ids", pa.list_(pa.int32())), ("frame_indices", pa.list_(pa.int32())),
-                          ("fps", pa.float64())])
+                          ("fps", pa.float64()), ("clip_index", pa.list_(pa.int32())),
+                          ("clip_pos", pa.list_(pa.int32()))])
 
 
 class FaceStage:
@@ -98,7 +100,9 @@ class FaceStage:
             out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
                         "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
                         "track_ids": [int(f.get("track_id") or 0) for f in faces],
-                        "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps")})
+                        "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps"),
+                        "clip_index": [f.get("clip_index") for f in faces],
+                        "clip_pos": [f.get("clip_pos") for f in faces]})
         return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
 
 
@@ -120,6 +124,9 @@ class ModelStage(BundleActor):
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
             "frame_index": [i for m in media_rows for i in (m.get("frame_indices") or range(len(m["crops"])))],
         })
+        for c in ("clip_index", "clip_pos"):  # where the face stage sampled clips (temporal fusion reads them)
+            frames[c] = pd.array([v for m in media_rows for v in (m.get(c) or [None] * len(m["crops"]))],
+                                 dtype="Float64")
         if len(images):
             out = self.scorer.frame_outputs(images, self.mc_passes, self.evidence)
             frames["logit"] = out["logit"]
@@ -129,7 +136,7 @@ class ModelStage(BundleActor):
             for c in (*EVIDENCE, "ood"):
                 if c in out:
                     frames[c] = out[c]
-        videos = aggregate_media(frames, self.scorer.temperature).set_index("media_id") if len(images) else None
+        videos = aggregate_media(frames, self.scorer.temperature, self.scorer.temporal).set_index("media_id") if len(images) else None
         details = self.details(media_rows, frames, images, videos) if len(images) else {}
         return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details), schema=scores_schema())
 
@@ -181,7 +188,8 @@ def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: st
         }
         if videos is not None and meta["media_id"] in videos.index:
             v = videos.loc[meta["media_id"]]
-            rec.update({c: float(v[c]) for c in ("logit", "score", "uncertainty", *EVIDENCE) if c in v.index},
+            rec.update({c: float(v[c]) for c in ("logit", "score", "uncertainty", *EVIDENCE, "temporal_score")
+                        if c in v.index},
                        mutual_info=None if np.isnan(v["mutual_info"]) else float(v["mutual_info"]),
                        n_faces=int(v["n_faces"]), n_tracks=int(v["n_tracks"]),
                        features=np.asarray(v["features"], np.float32).tolist())

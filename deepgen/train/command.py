@@ -25,7 +25,7 @@ def one_line_warnings():
 
 
 @click.command("train")
-@click.option("--config", "config", required=True, help="A packaged recipe (erm, sbi, dann, supcon, full, artifacts) or a recipe YAML path/URI.")
+@click.option("--config", "config", required=True, help="A packaged recipe (erm, sbi, dann, supcon, full, artifacts, temporal) or a recipe YAML path/URI.")
 @click.option("--faces", "faces", multiple=True, required=True,
               help="Faces table (path or s3:// URI); repeat to mix datasets.")
 @click.option("--out", required=True, help="Run directory: <out>/bundle and <out>/checkpoints.")

@@ -43,6 +43,10 @@ class TrainConfig:
     max_failures: int = 2  # worker failures survived by resuming from the last checkpoint
     amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
     ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights
+    temporal_epochs: int = 40  # model.arch temporal: epochs of the head over the cached clip embeddings
+    temporal_lr: float = 1e-3  # the head's learning rate (the frame backbone is frozen meanwhile)
+    temporal_fakes: int = 2  # temporal pseudo-fakes made from each real training clip
+    temporal_drift: float = 1.0  # their frame-to-frame wobble (deepgen.augment.temporal_blend; 0: stable)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +131,12 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         value = getattr(cfg, name)
         if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise DeepgenError(f"{where}: {name} is {value!r}; set it to a finite number >= 0.")
+    for name in ("temporal_epochs", "temporal_fakes"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set it to a positive integer.")
+    for name in ("temporal_lr", "temporal_drift"):
+        if not isinstance(getattr(cfg, name), int | float) or getattr(cfg, name) <= 0:
+            raise DeepgenError(f"{where}: {name} is {getattr(cfg, name)!r}; set it to a number > 0.")
     if cfg.lr == 0:
         raise DeepgenError(f"{where}: lr is 0; set a positive learning rate such as 1e-3.")
     if cfg.supcon_temperature <= 0:

@@ -66,9 +66,13 @@ def per_dataset_auc(labels: np.ndarray, scores: np.ndarray, datasets: np.ndarray
     return {**out, **extra}
 
 
-def model_config_for(cfg: TrainConfig, n_domains: int, n_methods: int) -> ModelConfig:
+def model_config_for(cfg: TrainConfig, n_domains: int, n_methods: int, frame_stage: bool = True) -> ModelConfig:
+    """The model the recipe trains; a temporal recipe's frame stage trains the plain detector (its head
+    comes second, :mod:`deepgen.train.temporal`), so ``frame_stage=False`` gives the full temporal model."""
     d = dict(vars(cfg.model))
     d.update(num_domains=max(1, n_domains), num_methods=max(1, n_methods))
+    if frame_stage and d["arch"] == "temporal":
+        d["arch"] = "detector"
     return ModelConfig(**d)
 
 

@@ -264,8 +264,11 @@ def train(
         state = load_resume_state(os.path.join(d, STATE))
         with open(os.path.join(d, VAL_OUTPUTS), "rb") as f:
             val = dict(np.load(io.BytesIO(f.read())))
-    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods)))
-    model.load_state_dict(state["model"])
+    temporal = cfg.model.arch == "temporal"
+    model = create_detector(model_config_for(cfg, len(data.domains), len(data.methods), frame_stage=False))
+    missing, unexpected = model.load_state_dict(state["model"], strict=not temporal)
+    if unexpected or any(not k.startswith("temporal.") for k in missing):
+        raise DeepgenError(f"the frame stage's weights do not fit the {cfg.model.arch} model; retrain with --overwrite.")
     model.eval()
     held_ids = [data.val_datasets.index(n) for n in data.heldout_datasets]
     seen = ~np.isin(val["datasets"], held_ids)  # held-out datasets never calibrate nor give reference features
@@ -281,6 +284,11 @@ def train(
     ood_sample = training_features(model, data.train, seed=cfg.seed)
     feature_videos = val.get("feature_videos", np.arange(len(val["features"])))  # older states: a face = an item
     ood = fit_ood(ood_sample, val["features"][ref_rows], feature_videos[ref_rows])
+    temporal_rec = None
+    if temporal:  # second stage: the temporal head on cached clip embeddings, then the fusion temperatures
+        from deepgen.train.temporal import train_temporal
+
+        temporal_rec = train_temporal(model, faces, cfg, temperature, quiet=quiet)
     selected = state["history"][-1]
     history = state["history"]
     if result.checkpoint is not None and result.checkpoint.path != best.path:
@@ -315,7 +323,7 @@ def train(
                    "ood_sample": ood_sample},
         datasets=datasets,
         metrics=metrics,
-        extras={"ood": ood, **({"faces": crops} if crops else {})},
+        extras={"ood": ood, **({"faces": crops} if crops else {}), **({"temporal": temporal_rec} if temporal_rec else {})},
         overwrite=overwrite,
         inputs=[*faces, *heldout],
     )
