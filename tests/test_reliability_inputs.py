@@ -194,7 +194,7 @@ def test_subgroup_method_is_reported(tmp_path):
     table = pa.Table.from_pandas(_frames().drop(columns=["logit", "features"]).assign(image=b"x"))
     storage.write_table(table, faces)
     assert _load_faces([faces], "all", ["method"]).column_names.count("method") == 1
-    with pytest.raises(DeepgenError, match="no column 'skin' for --subgroup") as e:
+    with pytest.raises(DeepgenError, match="no faces table has a column 'skin' for --subgroup") as e:
         _load_faces([faces], "all", ["skin"])
     _one_sentence(str(e.value))
 

@@ -207,7 +207,7 @@ def _calibration(videos: pd.DataFrame) -> list[dict]:
 
 def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[str] | None = None,
                 unseen_split: str | None = None) -> pa.Table:
-    tables = []
+    tables, seen_columns = [], set()
     for uri in faces:
         if not storage.exists(uri):
             raise DeepgenError(f"faces table {uri} does not exist; run `deepgen extract` first or fix the path.")
@@ -219,12 +219,13 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[s
             is_seen = pc.is_in(t["dataset"], pa.array(seen or [], pa.string()))
             chosen = pc.if_else(is_seen, pa.scalar(split), pa.scalar(unseen_split or split))
             t = t.filter(pc.or_(pc.equal(chosen, "all"), pc.equal(t["split"], chosen)))
-        missing = [c for c in subgroups if c not in t.column_names]
-        if missing:
-            raise DeepgenError(f"faces table {uri} has no column {missing[0]!r} for --subgroup; choose one of "
-                               f"{', '.join(c for c in t.column_names if c not in ('image', 'box', 'landmarks'))}.")
+        seen_columns.update(c for c in t.column_names if c not in ("image", "box", "landmarks"))
         keep = [c for c in dict.fromkeys((*FRAME_COLUMNS, "split", *subgroups)) if c in t.column_names]
         tables.append(t.select(keep))
+    missing = [c for c in subgroups if c not in seen_columns]
+    if missing:
+        raise DeepgenError(f"no faces table has a column {missing[0]!r} for --subgroup; choose one of "
+                           f"{', '.join(sorted(seen_columns))}.")
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows == 0:
         raise DeepgenError(f"the faces tables hold no rows of split {split!r}; pass --split all or other tables.")
