@@ -64,10 +64,19 @@ def preprocessing_record(model: dict, faces: dict | None) -> dict:
     }
 
 
-def calibration_record(temperature: float, domain_temperatures: dict[str, float]) -> dict:
-    """The calibration a score uses: the global and the per-domain temperatures."""
-    return {"temperature": float(temperature),
-            "domain_temperatures": {str(k): float(v) for k, v in sorted(domain_temperatures.items())}}
+TEMPORAL_TEMPERATURES = ("frame_temperature", "temporal_temperature", "fusion_temperature")
+
+
+def calibration_record(temperature: float, domain_temperatures: dict[str, float],
+                       temporal: dict | None = None) -> dict:
+    """The calibration a score uses: the global and the per-domain temperatures, and a temporal
+    bundle's fusion temperatures (``temporal.json``), each checked finite and > 0."""
+    record = {"temperature": float(temperature),
+              "domain_temperatures": {str(k): float(v) for k, v in sorted(domain_temperatures.items())}}
+    if temporal is not None:
+        record["temporal"] = {k: check_temperature(temporal.get(k), f"{k} in temporal.json")
+                              for k in TEMPORAL_TEMPERATURES}
+    return record
 
 
 def bundle_model_id(weights: bytes, preprocessing: dict, calibration: dict) -> str:
@@ -151,7 +160,7 @@ def save_bundle(
                            if not (isinstance(v, float) and math.isnan(v))}  # NaN: no temperature of its own
     model_cfg = asdict(model.cfg)
     preprocessing = preprocessing_record(model_cfg, (extras or {}).get("faces"))
-    calib = calibration_record(temperature, domain_temperatures)
+    calib = calibration_record(temperature, domain_temperatures, (extras or {}).get("temporal"))
     model_id = bundle_model_id(weights, preprocessing, calib)
     if reference is None:
         raise DeepgenError("save_bundle needs reference features; pass the training features for shift tests.")
@@ -233,7 +242,8 @@ def _read_json(uri: str, name: str, default: Any) -> Any:
         raise DeepgenError(f"{path} is not valid JSON ({e}); restore the bundle or retrain it.") from e
 
 
-def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None) -> tuple[float, dict, dict, dict]:
+def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None,
+                   temporal: dict | None = None) -> tuple[float, dict, dict, dict]:
     """Validate the calibration and compare preprocessing and calibration with the digests saved beside
     them; returns (temperature, domain temperatures, preprocessing record, calibration record)."""
     if not isinstance(calibration, dict) or "temperature" not in calibration:
@@ -247,7 +257,7 @@ def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None
                                                         f"{storage.join(uri, CALIBRATION)}")
                            for k, v in domains.items() if v is not None}
     preprocessing = preprocessing_record(config.get("model", {}), faces)
-    calib = calibration_record(temperature, domain_temperatures)
+    calib = calibration_record(temperature, domain_temperatures, temporal)
     digests = config.get("digests")
     if not isinstance(digests, dict):
         warnings.warn(f"bundle {uri} records no preprocessing digest (written by an older deepgen), so its "
@@ -311,7 +321,9 @@ def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
         if name.endswith(".json") and name not in CORE_FILES:
             extras[name[: -len(".json")]] = _read_json(uri, name, None)
     faces = extras.get("faces") if isinstance(extras.get("faces"), dict) else None
-    temperature, domain_temperatures, preprocessing, calib = _check_records(uri, config, calibration, faces)
+    temporal = extras.get("temporal") if isinstance(extras.get("temporal"), dict) else None
+    temperature, domain_temperatures, preprocessing, calib = _check_records(uri, config, calibration, faces,
+                                                                            temporal)
     weights = storage.read_bytes(storage.join(uri, WEIGHTS))
     model = create_detector(cfg)
     _load_weights(uri, model, weights)
