@@ -214,7 +214,12 @@ def train_in_process(recipe: str, train_faces: str, out: str) -> str:
     from deepgen.models.bundle import save_bundle
     from deepgen.train.config import load_config
     from deepgen.train.data import build_train_data
-    from deepgen.train.loop import compute_losses, make_train_batch, model_config_for, weight_average
+    from deepgen.train.loop import (
+        compute_losses,
+        make_train_batch,
+        model_config_for,
+        weight_average,
+    )
     from deepgen.train.temporal import train_temporal
     from deepgen.train.trainer import crop_settings, fit_calibration
 
