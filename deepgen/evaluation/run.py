@@ -216,7 +216,8 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[s
             is_seen = pc.is_in(t["dataset"], pa.array(seen or [], pa.string()))
             chosen = pc.if_else(is_seen, pa.scalar(split), pa.scalar(unseen_split or split))
             t = t.filter(pc.or_(pc.equal(chosen, "all"), pc.equal(t["split"], chosen)))
-        keep = [c for c in (*FRAME_COLUMNS, "split", *subgroups) if c in t.column_names]
+        keep = [c for c in (*FRAME_COLUMNS, "split", "track_id", "clip_index", "clip_pos", *subgroups)
+                if c in t.column_names]  # tracks and clips: aggregated (and fused) as `score` does
         tables.append(t.select(keep))
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows == 0:
