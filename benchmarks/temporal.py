@@ -198,9 +198,6 @@ def main() -> None:
         print(f"{fam:8} {part:9} {v['mean']:9.4f} {v['std']:7.4f}  {v['per_seed']}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 def train_in_process(recipe: str, train_faces: str, out: str) -> str:
     """The same two stages as ``deepgen train`` (pseudo-fakes, perturbations, every loss, EMA off-path
@@ -214,7 +211,12 @@ def train_in_process(recipe: str, train_faces: str, out: str) -> str:
     from deepgen.models.bundle import save_bundle
     from deepgen.train.config import load_config
     from deepgen.train.data import build_train_data
-    from deepgen.train.loop import compute_losses, make_train_batch, model_config_for, weight_average
+    from deepgen.train.loop import (
+        compute_losses,
+        make_train_batch,
+        model_config_for,
+        weight_average,
+    )
     from deepgen.train.temporal import train_temporal
     from deepgen.train.trainer import crop_settings, fit_calibration
 
@@ -262,3 +264,7 @@ def train_in_process(recipe: str, train_faces: str, out: str) -> str:
                 reference=o["features"][:256], datasets={"train": data.domains}, extras={"temporal": rec},
                 overwrite=True)
     return uri
+
+
+if __name__ == "__main__":
+    main()

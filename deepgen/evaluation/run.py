@@ -220,7 +220,8 @@ def _load_faces(faces: list[str], split: str, subgroups: list[str], seen: list[s
             chosen = pc.if_else(is_seen, pa.scalar(split), pa.scalar(unseen_split or split))
             t = t.filter(pc.or_(pc.equal(chosen, "all"), pc.equal(t["split"], chosen)))
         seen_columns.update(c for c in t.column_names if c not in ("image", "box", "landmarks"))
-        keep = [c for c in dict.fromkeys((*FRAME_COLUMNS, "split", *subgroups)) if c in t.column_names]
+        keep = [c for c in dict.fromkeys((*FRAME_COLUMNS, "split", "track_id", "clip_index", "clip_pos", *subgroups))
+                if c in t.column_names]  # tracks and clips: aggregated (and fused) as `score` does
         tables.append(t.select(keep))
     missing = [c for c in subgroups if c not in seen_columns]
     if missing:
