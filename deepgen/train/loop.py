@@ -188,8 +188,8 @@ def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarr
         cols["videos"].append(batch["video"].astype(np.int64))
         cols["tracks"].append(batch["track"].astype(np.int64))
         cols["synthetic"].append(batch["synthetic"].astype(bool))
-    empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32)}
-    empty["synthetic"] = np.zeros(0, bool)
+    empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32),
+             "synthetic": np.zeros(0, bool)}
     return {k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64)) for k, v in cols.items()}
 
 
@@ -319,7 +319,8 @@ class _Worker:
             synthetic = np.concatenate([p["synthetic"] for p in parts])
             keep = np.sort(np.random.default_rng(self.cfg.seed).permutation(len(feats))[:MAX_VAL_FEATURES])
             np.savez(os.path.join(tmp, VAL_OUTPUTS), logits=logits, labels=labels, datasets=dsets, videos=videos,
-                     tracks=tracks, synthetic=synthetic, features=feats[keep], feature_labels=labels[keep], feature_datasets=dsets[keep])
+                     tracks=tracks, synthetic=synthetic, features=feats[keep], feature_labels=labels[keep],
+                     feature_datasets=dsets[keep])
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
