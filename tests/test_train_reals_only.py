@@ -67,7 +67,8 @@ def test_erm_on_reals_only_refuses_in_one_sentence_naming_sbi(reals, tmp_path, m
 
     monkeypatch.setattr(deepgen.runtime, "init_ray", refuse)
     for recipe in ("erm", "supcon"):
-        with pytest.raises(DeepgenError, match=r"reals.parquet hold no fake faces at all \(40 faces, all real\) "
+        with pytest.raises(DeepgenError, match=r"reals.parquet hold no fake faces to train or validate on "
+                           r"\(34 train/val faces, all real\) "
                            rf"and recipe '{recipe}' makes no pseudo-fakes; .*--config sbi") as e:
             train(recipe, [reals], str(tmp_path / recipe), workers=1, overrides=SMALL)
         assert "\n" not in str(e.value) and str(e.value).count(". ") == 0 and str(e.value).endswith(".")

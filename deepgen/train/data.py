@@ -133,10 +133,12 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
     where = ", ".join(faces)
     train = table.filter(pc.equal(table["split"], "train"))
     val = table.filter(pc.equal(table["split"], "val"))
-    no_fakes = table.num_rows > 0 and not pc.any(pc.equal(table["label"], 1)).as_py()
+    usable = train.num_rows + val.num_rows  # test rows never train nor validate
+    no_fakes = usable > 0 and 1 not in set(train["label"].to_pylist()) | set(val["label"].to_pylist())
     if no_fakes and not makes_pseudo_fakes(cfg):
         raise DeepgenError(
-            f"faces {where} hold no fake faces at all ({table.num_rows} faces, all real) and recipe {cfg.name!r} "
+            f"faces {where} hold no fake faces to train or validate on ({usable} train/val faces, all real) and "
+            f"recipe {cfg.name!r} "
             f"makes no pseudo-fakes; train on real faces alone with a recipe that makes them "
             f"({_or(['--config ' + n for n in pseudo_fake_recipes()])}), or add fake faces.")
     if no_fakes and 0 not in set(val["label"].to_pylist()):

@@ -192,8 +192,8 @@ def evaluate_shard(model, shard, cfg: TrainConfig, device) -> dict[str, np.ndarr
         cols["videos"].append(batch["video"].astype(np.int64))
         cols["tracks"].append(batch["track"].astype(np.int64))
         cols["synthetic"].append(batch["synthetic"].astype(bool))
-    empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32)}
-    empty["synthetic"] = np.zeros(0, bool)
+    empty = {"logits": np.zeros(0, np.float64), "features": np.zeros((0, model.num_features), np.float32),
+             "synthetic": np.zeros(0, bool)}
     return {k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int64)) for k, v in cols.items()}
 
 
