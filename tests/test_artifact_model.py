@@ -223,7 +223,7 @@ def test_artifacts_recipe_loads_and_bad_settings_fail():
     full = load_config("full")
     assert not full.model.frequency_branch and not full.model.boundary_head and full.lambda_boundary == 0
     assert isinstance(cfg.perturb, PerturbConfig)
-    with pytest.raises(DeepgenError, match=r"lambda_boundary is -1; set it to a number >= 0"):
+    with pytest.raises(DeepgenError, match=r"lambda_boundary is -1; set it to a finite number >= 0"):
         load_config({"lambda_boundary": -1})
     with pytest.raises(DeepgenError, match=r"no boundary head; set model.boundary_head: true"):
         load_config({"lambda_boundary": 0.5, "sbi_prob": 0.3})

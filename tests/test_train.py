@@ -53,7 +53,7 @@ def test_recipes_load():
     "config, match",
     [
         ({"model": {"backbone": "resnet_does_not_exist"}}, r"unknown backbone 'resnet_does_not_exist'"),
-        ({"lambda_domain": -0.5}, r"lambda_domain is -0.5; set it to a number >= 0"),
+        ({"lambda_domain": -0.5}, r"lambda_domain is -0.5; set it to a finite number >= 0"),
         ({"lambda_supcon": -1}, r"lambda_supcon is -1"),
         ({"learning_rate": 0.1}, r"unknown key\(s\) learning_rate"),
         ({"perturb": {"jpeg_p": 2}}, r"perturb.jpeg_p is 2"),
