@@ -39,13 +39,14 @@ import numpy as np
 from deepgen import storage
 from deepgen.augment.sbi import color_transfer
 from deepgen.errors import DeepgenError
-from deepgen.synth.encode import CRF, write_mask_strip, write_mp4, write_png_tar
+from deepgen.synth.encode import CRF, write_mask_strip, write_png_tar
 from deepgen.synth.forgery import perturb_levels
 from deepgen.synth.presets import (
     GROUNDTRUTH,
     MASK_DIR,
     PRESETS,
     STYLES,
+    CorpusFiles,
     Style,
     _split3,
     _wild_degrade,
@@ -697,7 +698,7 @@ def _share(n: int, weights: dict[str, int]) -> dict[str, int]:
     return out
 
 
-class _Writer:
+class _Writer(CorpusFiles):
     """Renders planned items and writes media, masks and the ground-truth sidecar of one photo corpus."""
 
     def __init__(self, preset: str, root: str, seed: int, style: Style, photos: str, landmark_model: str,
@@ -736,27 +737,12 @@ class _Writer:
             "photo": item.source.file, **extra,
         }
 
-    def video(self, rel: str, frames: np.ndarray, crf: int) -> None:
-        write_mp4(os.path.join(self.root, rel), frames, self.style.fps, crf)
-        self.written += 1
-
-    def write_text(self, rel: str, text: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-
     def finish(self, people: list[Person]) -> None:
-        s = self.style
-        gt = {
-            "format": "deepgen-synth-groundtruth/1", "preset": self.preset, "seed": self.seed, "frames": s.frames,
-            "fps": s.fps, "width": s.width, "height": s.height, "source": "photos",
-            "photos": os.path.abspath(self.photos), "landmarks": self.landmark_model,
-            "families": list(PHOTO_FAMILIES), "splits": dict(sorted(self.splits.items())),
-            "identities": {p.id: p.attributes() for p in people},
-            "media": dict(sorted(self.media.items())),
-        }
-        self.write_text(GROUNDTRUTH, json.dumps(gt, indent=1, sort_keys=True))
+        self.write_groundtruth(
+            source="photos", photos=os.path.abspath(self.photos), landmarks=self.landmark_model,
+            families=list(PHOTO_FAMILIES), splits=dict(sorted(self.splits.items())),
+            identities={p.id: p.attributes() for p in people},
+        )
 
 
 def _ffpp(w: _Writer, reals: list[Item], fakes: list[Item], compressions: tuple[str, ...]) -> None:

@@ -166,7 +166,39 @@ def load_mask(root: str, entry: dict) -> np.ndarray:
     return read_mask_strip(os.path.join(root, entry["mask"]), t)
 
 
-class _Tree:
+class CorpusFiles:
+    """What every corpus writer shares (procedural here, real photos in :mod:`deepgen.synth.photos`):
+    media and text files under ``root`` and the ground-truth sidecar. Subclasses set ``preset``,
+    ``root``, ``seed``, ``style``, ``media`` and ``written``."""
+
+    preset: str
+    root: str
+    seed: int
+    style: Style
+    media: dict[str, dict]
+    written: int
+
+    def video(self, rel: str, frames: np.ndarray, crf: int) -> None:
+        write_mp4(os.path.join(self.root, rel), frames, self.style.fps, crf)
+        self.written += 1
+
+    def write_text(self, rel: str, text: str) -> None:
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def write_groundtruth(self, **records) -> None:
+        """Write ``deepgen_groundtruth.json``: the corpus settings, ``records`` and every item's truth."""
+        s = self.style
+        gt = {
+            "format": "deepgen-synth-groundtruth/1", "preset": self.preset, "seed": self.seed, "frames": s.frames,
+            "fps": s.fps, "width": s.width, "height": s.height, **records, "media": dict(sorted(self.media.items())),
+        }
+        self.write_text(GROUNDTRUTH, json.dumps(gt, indent=1, sort_keys=True))
+
+
+class _Tree(CorpusFiles):
     """Renders identities and clips for one preset and records every written item's ground truth."""
 
     def __init__(self, preset: str, root: str, seed: int, style: Style):
@@ -281,30 +313,8 @@ class _Tree:
             **extra,
         }
 
-    def video(self, rel: str, frames: np.ndarray, crf: int) -> None:
-        write_mp4(os.path.join(self.root, rel), frames, self.style.fps, crf)
-        self.written += 1
-
-    def write_text(self, rel: str, text: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-
     def finish(self) -> None:
-        s = self.style
-        gt = {
-            "format": "deepgen-synth-groundtruth/1",
-            "preset": self.preset,
-            "seed": self.seed,
-            "frames": s.frames,
-            "fps": s.fps,
-            "width": s.width,
-            "height": s.height,
-            "identities": dict(sorted(self.identities.items())),
-            "media": dict(sorted(self.media.items())),
-        }
-        self.write_text(GROUNDTRUTH, json.dumps(gt, indent=1, sort_keys=True))
+        self.write_groundtruth(identities=dict(sorted(self.identities.items())))
 
 
 def _split3(n: int, rng: np.random.Generator, fractions=(0.7, 0.15, 0.15)) -> list[str]:
