@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,11 +44,13 @@ from deepgen.synth.presets import (
     GROUNDTRUTH,
     MASK_DIR,
     PRESETS,
-    STYLES,
     CorpusFiles,
     Style,
     _split3,
     _wild_degrade,
+    clear_corpus_root,
+    corpus_root,
+    corpus_style,
 )
 
 PHOTO_FAMILIES = ("face_swap", "reenactment", "autoencoder", "neural_texture")
@@ -913,20 +914,8 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     if bad:
         raise DeepgenError(f"unknown compression {bad[0]!r}; choose from raw, c23, c40.")
     log = log or (lambda msg: None)
-    style = STYLES[preset]
-    if frames is not None:
-        style = replace(style, frames=max(2, int(frames)))
-    if size is not None:
-        k = size / min(style.width, style.height)
-        style = replace(style, width=int(round(style.width * k / 2)) * 2, height=int(round(style.height * k / 2)) * 2)
-    remote = storage.is_remote(out)
-    root = tempfile.mkdtemp(prefix="deepgen-synth-") if remote else os.path.abspath(out)
-    if not remote and os.path.isdir(root) and os.listdir(root):
-        if not overwrite:
-            raise DeepgenError(f"{out} is not empty; pass --overwrite to replace a previous synth tree or choose "
-                               "another --out.")
-        if not os.path.exists(os.path.join(root, GROUNDTRUTH)):
-            raise DeepgenError(f"{out} is not empty and is not a synth tree; choose an empty --out.")
+    style = corpus_style(preset, frames, size)
+    root, remote = corpus_root(out, overwrite)
     t0 = time.time()
     people, model = load_people(photos, landmarks, log)
     if splits is None:
@@ -939,9 +928,7 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     reals, fakes = plan(people, splits, videos, LAYOUT_FAMILIES[preset], np.random.default_rng([seed, 99]))
     log(f"{preset} from {len(people)} real people ({model} landmarks): "
         + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in sorted(set(splits.values()))))
-    if not remote and os.path.isdir(root) and os.listdir(root):
-        shutil.rmtree(root)
-    os.makedirs(root, exist_ok=True)
+    clear_corpus_root(root, remote, inputs=(photos,))
     try:
         w = _Writer(preset, root, seed, style, photos, model, splits)
         if preset == "ffpp":

@@ -682,6 +682,39 @@ _WRITERS = {
 }
 
 
+def corpus_style(preset: str, frames: int | None = None, size: int | None = None) -> Style:
+    """``preset``'s style with the clip length ``frames`` and the shorter side ``size`` (even) overridden."""
+    style = STYLES[preset]
+    if frames is not None:
+        style = replace(style, frames=max(2, int(frames)))
+    if size is not None:
+        k = size / min(style.width, style.height)
+        style = replace(style, width=int(round(style.width * k / 2)) * 2, height=int(round(style.height * k / 2)) * 2)
+    return style
+
+
+def corpus_root(out: str, overwrite: bool) -> tuple[str, bool]:
+    """Where a corpus renders, checked before any work: ``(root, remote)``, ``root`` being ``out`` itself
+    or a temporary folder that is uploaded to an ``s3://`` ``out``. A non-empty local ``out`` is refused
+    unless it is a synth tree and ``overwrite`` is set (:func:`clear_corpus_root` then replaces it)."""
+    remote = storage.is_remote(out)
+    root = tempfile.mkdtemp(prefix="deepgen-synth-") if remote else os.path.abspath(out)
+    if not remote and os.path.isdir(root) and os.listdir(root):
+        if not overwrite:
+            raise DeepgenError(f"{out} is not empty; pass --overwrite to replace a previous synth tree or choose "
+                               "another --out.")
+        if not os.path.exists(os.path.join(root, GROUNDTRUTH)):
+            raise DeepgenError(f"{out} is not empty and is not a synth tree; choose an empty --out.")
+    return root, remote
+
+
+def clear_corpus_root(root: str, remote: bool, inputs: tuple[str, ...] = ()) -> None:
+    """Empty a previous synth tree at ``root`` (through the deletion policy) and create the folder."""
+    if not remote and os.path.isdir(root) and os.listdir(root):
+        storage.remove_owned(root, inputs=inputs, markers=[GROUNDTRUTH])
+    os.makedirs(root, exist_ok=True)
+
+
 def render_preset(
     preset: str,
     out: str,
@@ -706,30 +739,10 @@ def render_preset(
     bad = [c for c in compressions if c not in CRF]
     if bad:
         raise DeepgenError(f"unknown compression {bad[0]!r}; choose from raw, c23, c40.")
-    style = STYLES[preset]
-    if frames is not None:
-        style = replace(style, frames=max(2, int(frames)))
-    if size is not None:
-        k = size / min(style.width, style.height)
-        style = replace(
-            style,
-            width=int(round(style.width * k / 2)) * 2,
-            height=int(round(style.height * k / 2)) * 2,
-        )
+    style = corpus_style(preset, frames, size)
     log = log or (lambda msg: None)
-    remote = storage.is_remote(out)
-    root = tempfile.mkdtemp(prefix="deepgen-synth-") if remote else os.path.abspath(out)
-    if not remote and os.path.isdir(root) and os.listdir(root):
-        if not overwrite:
-            raise DeepgenError(
-                f"{out} is not empty; pass --overwrite to replace a previous synth tree or choose another --out."
-            )
-        if not os.path.exists(os.path.join(root, GROUNDTRUTH)):
-            raise DeepgenError(
-                f"{out} is not empty and is not a synth tree; choose an empty --out."
-            )
-        storage.remove_owned(root, markers=[GROUNDTRUTH])
-    os.makedirs(root, exist_ok=True)
+    root, remote = corpus_root(out, overwrite)
+    clear_corpus_root(root, remote)
     try:
         t0 = time.time()
         tree = _Tree(preset, root, seed, style)
