@@ -43,7 +43,6 @@ from deepgen.synth.forgery import perturb_levels
 from deepgen.synth.presets import (
     GROUNDTRUTH,
     MASK_DIR,
-    PRESETS,
     CorpusFiles,
     Style,
     _split3,
@@ -906,15 +905,10 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     train/val/test (the benchmark's folds over people, e.g. ``fold0``) are recorded in the ground
     truth's ``split`` for the caller to assign. Deterministic per ``seed``.
     """
-    if preset not in PRESETS:
-        raise DeepgenError(f"unknown synth preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     if videos < 2:
         raise DeepgenError(f"--videos must be at least 2 with --photos (a real and a fake), got {videos}.")
-    bad = [c for c in compressions if c not in CRF]
-    if bad:
-        raise DeepgenError(f"unknown compression {bad[0]!r}; choose from raw, c23, c40.")
     log = log or (lambda msg: None)
-    style = corpus_style(preset, frames, size)
+    style = corpus_style(preset, frames, size, tuple(compressions))
     root, remote = corpus_root(out, overwrite)
     t0 = time.time()
     people, model = load_people(photos, landmarks, log)

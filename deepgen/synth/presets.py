@@ -682,8 +682,15 @@ _WRITERS = {
 }
 
 
-def corpus_style(preset: str, frames: int | None = None, size: int | None = None) -> Style:
-    """``preset``'s style with the clip length ``frames`` and the shorter side ``size`` (even) overridden."""
+def corpus_style(preset: str, frames: int | None = None, size: int | None = None,
+                 compressions: tuple[str, ...] = ()) -> Style:
+    """``preset``'s style with the clip length ``frames`` and the shorter side ``size`` (even) overridden;
+    an unknown preset or compression is one sentence."""
+    if preset not in PRESETS:
+        raise DeepgenError(f"unknown synth preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    bad = [c for c in compressions if c not in CRF]
+    if bad:
+        raise DeepgenError(f"unknown compression {bad[0]!r}; choose from raw, c23, c40.")
     style = STYLES[preset]
     if frames is not None:
         style = replace(style, frames=max(2, int(frames)))
@@ -732,14 +739,9 @@ def render_preset(
     ``frames`` and ``size`` (shorter side, even) override the preset's clip length and resolution;
     ``compressions`` picks the FF++ compression folders (raw, c23, c40). Deterministic per ``seed``.
     """
-    if preset not in PRESETS:
-        raise DeepgenError(f"unknown synth preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     if videos < 1:
         raise DeepgenError(f"--videos must be at least 1, got {videos}.")
-    bad = [c for c in compressions if c not in CRF]
-    if bad:
-        raise DeepgenError(f"unknown compression {bad[0]!r}; choose from raw, c23, c40.")
-    style = corpus_style(preset, frames, size)
+    style = corpus_style(preset, frames, size, tuple(compressions))
     log = log or (lambda msg: None)
     root, remote = corpus_root(out, overwrite)
     clear_corpus_root(root, remote)
