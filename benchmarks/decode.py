@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepgen.faces import ExtractConfig, extract_media, get_detector  # noqa: E402
-from deepgen.testing.faces import background, load_rgb  # noqa: E402
+from deepgen.testing.faces import background, load_rgb, write_video  # noqa: E402
 from deepgen.video import sample_frames  # noqa: E402
 
 FACES_DIR = Path(os.environ.get("DEEPGEN_FACES_DIR", ROOT.parent / "shared" / "data" / "real_faces"))
@@ -58,18 +58,7 @@ def roll_zoom_frames(photo: np.ndarray, n: int, w: int, h: int, seed: int = 0):
 
 def write_clip(path: str, frames, w: int, h: int, gop: int, fps: int = 25) -> str:
     """H.264 (x264 veryfast, crf 23) with keyframes exactly every ``gop`` frames (no scene cuts)."""
-    import av
-
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "23", "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(path, frames, fps=fps, crf=23, gop=gop)
 
 
 def decode_all(uri: str) -> int:

@@ -118,19 +118,9 @@ def test_unknown_sampling_is_one_clear_error(tmp_path):
 
 
 def _face_video(path: str, photo, n: int, gop: int) -> str:
-    from deepgen.testing.faces import face_frames
+    from deepgen.testing.faces import face_frames, write_video
 
-    frames = face_frames(photo, n, 128, 96)
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
-        s.options = {"crf": "18", "preset": "ultrafast", "x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(path, face_frames(photo, n, 128, 96), crf=18, gop=gop, preset="ultrafast")
 
 
 def test_extract_records_each_face_clip_and_the_fallback(tmp_path, ray_session, real_faces_dir):

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
 
-def write_video(path: str, frames: list[np.ndarray], fps: int = 25, codec: str = "libx264",
-                crf: int = 18, gop: int | None = None) -> str:
-    """Encode RGB frames as an MP4 with PyAV."""
+def write_video(path: str, frames: Iterable[np.ndarray], fps: int = 25, codec: str = "libx264",
+                crf: int = 18, gop: int | None = None, preset: str = "veryfast") -> str:
+    """Encode RGB frames (any iterable, so long clips need not sit in memory) as an MP4 with PyAV;
+    with ``gop`` a keyframe exactly every ``gop`` frames (x264: no scene-cut keyframes)."""
     import av
 
-    h, w = frames[0].shape[:2]
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
     with av.open(path, "w") as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         if codec == "libx264":
-            s.options = {"crf": str(crf), "preset": "veryfast"}
+            s.options = {"crf": str(crf), "preset": preset,
+                         **({"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"} if gop else {})}
         if gop:
             s.codec_context.gop_size = gop
-        for f in frames:
+        for f in itertools.chain([first], frames):
             for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 c.mux(p)
         for p in s.encode():
