@@ -147,8 +147,9 @@ def _precondition_failed(e: Exception) -> bool:
 
 def create_exclusive(uri: str, data: bytes) -> str | None:
     """Create the file ``uri`` holding ``data`` only if it does not exist yet; its version (see
-    :func:`read_versioned`) when this call created it, else None. Atomic: ``O_CREAT|O_EXCL`` locally, a
-    conditional PUT (``If-None-Match: *``) on S3."""
+    :func:`read_versioned`) when this call created it, else None. Atomic, and whole when visible:
+    locally the content is written to a private file and hard-linked into place (``link`` fails if
+    ``uri`` exists), on S3 a conditional PUT (``If-None-Match: *``)."""
     if is_remote(uri):
         try:
             etag = _s3_call(uri, "put_object", Body=data, IfNoneMatch="*")["ETag"]
@@ -160,14 +161,17 @@ def create_exclusive(uri: str, data: bytes) -> str | None:
             raise
     fs, path = get_fs(uri)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return None
-    with os.fdopen(fd, "wb") as f:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return None
+    finally:
+        os.remove(tmp)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -191,12 +195,27 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
     return data, hashlib.sha256(data).hexdigest()[:16]
 
 
+@contextmanager
+def _local_cas_lock(path: str) -> Iterator[None]:
+    """Serialise compare-and-swap on the local file ``path`` across processes: an exclusive ``flock`` on
+    ``<path>.lock``, which the kernel releases when its holder dies, so a killed writer wedges nothing."""
+    import fcntl
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def replace_if_version(uri: str, data: bytes, version: str) -> str | None:
     """Replace ``uri`` with ``data`` only if it is still at ``version`` (compare-and-swap); the new
     version on success, None when someone else changed or removed it first.
 
-    S3: a conditional PUT (``If-Match: <ETag>``). Locally: the first caller to create the one-time token
-    ``<uri>.cas-<version>`` (``O_EXCL``) wins and renames the new content into place.
+    S3: a conditional PUT (``If-Match: <ETag>``). Locally: the check and the atomic rename run under
+    an exclusive ``flock`` (:func:`_local_cas_lock`).
     """
     if is_remote(uri):
         try:
@@ -205,10 +224,11 @@ def replace_if_version(uri: str, data: bytes, version: str) -> str | None:
             if _precondition_failed(e) or "NoSuchKey" in str(e):
                 return None
             raise
-    current = read_versioned(uri)
-    if current is None or current[1] != version or create_exclusive(f"{get_fs(uri)[1]}.cas-{version}", b"") is None:
-        return None
-    write_bytes(uri, data)
+    with _local_cas_lock(get_fs(uri)[1]):
+        current = read_versioned(uri)
+        if current is None or current[1] != version:
+            return None
+        write_bytes(uri, data)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -221,16 +241,11 @@ def delete_if_version(uri: str, version: str) -> None:
             if not (_precondition_failed(e) or "NoSuchKey" in str(e)):
                 raise
         return
-    current = read_versioned(uri)
-    if current is not None and current[1] == version:
-        _, path = get_fs(uri)
-        os.remove(path)
-        for name in os.listdir(os.path.dirname(path)):  # the compare-and-swap tokens of this file
-            if name.startswith(os.path.basename(path) + ".cas-"):
-                try:
-                    os.remove(os.path.join(os.path.dirname(path), name))
-                except FileNotFoundError:
-                    pass
+    _, path = get_fs(uri)
+    with _local_cas_lock(path):
+        current = read_versioned(uri)
+        if current is not None and current[1] == version:
+            os.remove(path)
 
 
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:

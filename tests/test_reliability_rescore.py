@@ -70,6 +70,27 @@ def test_local_lease_is_exclusive_waits_and_takes_over_an_expired_one(tmp_path, 
         assert after_kill.held and time.monotonic() - t0 < 2
 
 
+def test_a_run_killed_inside_a_lease_renewal_wedges_nothing(tmp_path, monkeypatch):
+    """A driver SIGKILLed while it renews (the compare-and-swap's lock held) or with a damaged lease
+    file leaves a lease the next run takes over at once, not one it waits on forever."""
+    monkeypatch.setattr(lease_mod, "POLL_S", 0.05)
+    store = str(tmp_path / "store")
+    code = (f"import os, signal; from deepgen.scoring.lease import Lease; from deepgen import storage\n"
+            f"lease = Lease({store!r}, 'm').acquire()\n"
+            f"lock = storage._local_cas_lock(storage.get_fs(lease.uri)[1]); lock.__enter__()\n"
+            f"os.kill(os.getpid(), signal.SIGKILL)  # dies inside the renewal's critical section\n")
+    killed = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert killed.returncode == -9 and json.loads(open(lease_uri(store, "m")).read())["pid"] > 0
+    t0 = time.monotonic()
+    with Lease(store, "m", wait_s=5) as taker:
+        assert taker.held and time.monotonic() - t0 < 2
+        taker.renew()
+        assert taker.held  # its own renewals go through the same lock
+    storage.write_bytes(lease_uri(store, "m"), b"")  # a damaged lease file
+    with Lease(store, "m", wait_s=5) as after:
+        assert after.held and time.monotonic() - t0 < 4
+
+
 def test_s3_lease_uses_conditional_writes(s3_bucket, monkeypatch):
     monkeypatch.setattr(lease_mod, "POLL_S", 0.05)
     uri = f"{s3_bucket}/leases/x.json"

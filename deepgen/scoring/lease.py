@@ -75,7 +75,7 @@ class Lease:
                     holder = json.loads(data)
                     expired = float(holder["expires"]) < time.time() or _dead_here(holder)
                 except (ValueError, KeyError, TypeError):
-                    expired = False  # being written this instant: its creator holds it
+                    expired = True  # damaged (leases appear whole, storage.create_exclusive): take it over
                 if expired:
                     self.version = storage.replace_if_version(self.uri, self._content(), version)
                     if self.version is not None:
