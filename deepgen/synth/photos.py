@@ -27,7 +27,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,6 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from deepgen import storage
 from deepgen.augment.sbi import color_transfer
 from deepgen.errors import DeepgenError
 from deepgen.synth.encode import CRF, write_mask_strip, write_png_tar
@@ -50,6 +48,7 @@ from deepgen.synth.presets import (
     clear_corpus_root,
     corpus_root,
     corpus_style,
+    staged_corpus,
 )
 
 PHOTO_FAMILIES = ("face_swap", "reenactment", "autoencoder", "neural_texture")
@@ -923,7 +922,7 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     log(f"{preset} from {len(people)} real people ({model} landmarks): "
         + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in sorted(set(splits.values()))))
     clear_corpus_root(root, remote, inputs=(photos,))
-    try:
+    with staged_corpus(root, out, remote):
         w = _Writer(preset, root, seed, style, photos, model, splits)
         if preset == "ffpp":
             _ffpp(w, reals, fakes, tuple(compressions))
@@ -934,10 +933,4 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
         n_fake = sum(e["label"] for e in w.media.values())
         log(f"{preset}: {len(w.media)} media items ({len(w.media) - n_fake} real, {n_fake} fake), {w.written} "
             f"files, {GROUNDTRUTH}; {time.time() - t0:.1f}s")
-        if remote:
-            fs, path = storage.get_fs(out)
-            fs.put(root.rstrip("/") + "/", path, recursive=True)
-    finally:
-        if remote:
-            shutil.rmtree(root, ignore_errors=True)
     return out

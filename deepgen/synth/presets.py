@@ -39,7 +39,8 @@ import shutil
 import string
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -722,6 +723,19 @@ def clear_corpus_root(root: str, remote: bool, inputs: tuple[str, ...] = ()) -> 
     os.makedirs(root, exist_ok=True)
 
 
+@contextmanager
+def staged_corpus(root: str, out: str, remote: bool) -> Iterator[None]:
+    """Render into ``root``; on success upload it to a remote ``out``; always drop the temporary folder."""
+    try:
+        yield
+        if remote:
+            fs, path = storage.get_fs(out)
+            fs.put(root.rstrip("/") + "/", path, recursive=True)
+    finally:
+        if remote:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def render_preset(
     preset: str,
     out: str,
@@ -745,7 +759,7 @@ def render_preset(
     log = log or (lambda msg: None)
     root, remote = corpus_root(out, overwrite)
     clear_corpus_root(root, remote)
-    try:
+    with staged_corpus(root, out, remote):
         t0 = time.time()
         tree = _Tree(preset, root, seed, style)
         _WRITERS[preset](tree, videos, tuple(compressions))
@@ -758,10 +772,4 @@ def render_preset(
         log(
             f"{preset}: {len(tree.media)} media items, {tree.written} files, {GROUNDTRUTH}; {time.time() - t0:.1f}s"
         )
-        if remote:
-            fs, path = storage.get_fs(out)
-            fs.put(root.rstrip("/") + "/", path, recursive=True)
-    finally:
-        if remote:
-            shutil.rmtree(root, ignore_errors=True)
     return out
