@@ -12,6 +12,7 @@ training fake showed. One ``temporal`` training per seed gives all three rows: t
 fused score, all through ``deepgen.inference``.
 
     .venv/bin/python benchmarks/temporal.py --ids 48 --seeds 0 1 2 [--out /tmp/temporal-bench]
+    .venv/bin/python benchmarks/temporal.py --photos ../shared/data/real_faces --seeds 0 1 2 --out /tmp/tp
 """
 
 from __future__ import annotations
@@ -94,7 +95,23 @@ def training_faces(faces: str, out: str) -> str:
     return out
 
 
-def family_rows(bundle_uri: str, faces: str, address: str | None = None, no_ray: bool = False) -> dict:
+def photo_corpus(out: str, photos: str, videos: int, frames: int, clip_len: int, seed: int) -> str:
+    """A real-face corpus (``deepgen synth --photos``, FF++ layout, people split train/val/test by
+    identity with the seed) and its clip-sampled faces; every photo forgery family is per-frame
+    (landmark jitter makes its boundary flicker). Returns the faces table."""
+    from deepgen.synth.photos import render_photos
+
+    root, faces = os.path.join(out, "corpus"), os.path.join(out, "faces")
+    if not os.path.exists(os.path.join(faces, "extract.json")):
+        render_photos(photos, "ffpp", root, videos=videos, seed=seed, frames=frames, overwrite=True)
+        cli("manifest", "--dataset", "ffpp", "--root", root, "--out", os.path.join(out, "manifest.parquet"))
+        cli("extract", "--manifest", os.path.join(out, "manifest.parquet"), "--out", faces, "--frames",
+            str(frames), "--sampling", "clips", "--clip-len", str(clip_len), "--size", "96", "--overwrite", "--quiet")
+    return faces
+
+
+def family_rows(bundle_uri: str, faces: str, address: str | None = None, no_ray: bool = False,
+                families: tuple[str, ...] = FAMILIES) -> dict:
     """Per family: test-video AUC of the frame part, the temporal head and the fusion (one inference path)."""
     import pyarrow.compute as pc
 
@@ -121,8 +138,8 @@ def family_rows(bundle_uri: str, faces: str, address: str | None = None, no_ray:
     frame_v, _ = video_predictions(frames, b.temperature, [])
     fused_v, _ = video_predictions(frames, b.temperature, [], TemporalFusion.of(b))
     out = {}
-    for fam in FAMILIES:
-        sel = (frame_v["label"] == 0) | (frame_v["method"] == fam)
+    for fam in families:
+        sel = (frame_v["label"] == 0) | (frame_v["method"] == fam) if fam != "all" else frame_v["label"] >= 0
         y = frame_v.loc[sel, "label"].to_numpy()
         out[fam] = {"frame": compute_metrics(y, frame_v.loc[sel, "score"].to_numpy())["auc"],
                     "temporal": compute_metrics(y, fused_v.loc[sel, "temporal_score"].to_numpy())["auc"],
@@ -148,7 +165,12 @@ def main() -> None:
     p.add_argument("--no-ray", action="store_true", help="train in this process (same stages) and score "
                    "without Ray: for a machine too loaded for Ray's start-up")
     p.add_argument("--address", default=None, help="a running Ray cluster (else each step starts an embedded one)")
+    p.add_argument("--photos", default=None, help="real face photos (e.g. ../shared/data/real_faces): the real-face "
+                   "rows, one corpus per seed with its own split of people, every family per-frame")
+    p.add_argument("--videos", type=int, default=120, help="--photos: media items per corpus (half real)")
     args = p.parse_args()
+    if args.photos:
+        return photo_rows(args)
     out = args.out
     t0 = time.perf_counter()
     corpus = os.path.join(out, "corpus")
@@ -167,35 +189,72 @@ def main() -> None:
     rows, seconds = {}, {}
     for seed in args.seeds:
         run = os.path.join(out, f"run-s{seed}")
-        if not os.path.exists(os.path.join(run, "bundle")):
-            t1 = time.perf_counter()
-            os.makedirs(run, exist_ok=True)
-            recipe = os.path.join(run, "recipe.yaml")
-            with open(recipe, "w") as f:  # the packaged recipe, only seed, budget and sizes set here
-                f.write(f"base: temporal\nseed: {seed}\nepochs: {args.epochs}\nmodel:\n"
-                        f"  image_size: {args.image_size}\n  clip_len: {args.clip_len}\n")
-            if args.no_ray:
-                train_in_process(recipe, train_faces, run)
-            else:
-                cli("train", "--config", recipe, "--faces", train_faces, "--out", run, "--workers", "1", "--quiet",
-                    *(["--address", args.address] if args.address else []))
-            seconds[seed] = time.perf_counter() - t1
+        seconds[seed] = train_seed(args, train_faces, run, seed)
         rows[seed] = family_rows(os.path.join(run, "bundle"), faces, args.address, args.no_ray)
         print(json.dumps({seed: rows[seed]}), flush=True)
+    report(args, out, rows, FAMILIES, {"train_seconds": seconds, "data_seconds": t_data})
+
+
+def train_seed(args, train_faces: str, run: str, seed: int) -> float:
+    """One ``temporal`` training (the packaged recipe; only seed, budget and sizes set); its seconds."""
+    if os.path.exists(os.path.join(run, "bundle")):
+        return 0.0
+    t1 = time.perf_counter()
+    os.makedirs(run, exist_ok=True)
+    recipe = os.path.join(run, "recipe.yaml")
+    with open(recipe, "w") as f:
+        f.write(f"base: temporal\nseed: {seed}\nepochs: {args.epochs}\nmodel:\n"
+                f"  image_size: {args.image_size}\n  clip_len: {args.clip_len}\n")
+    if args.no_ray:
+        train_in_process(recipe, train_faces, run)
+    else:
+        cli("train", "--config", recipe, "--faces", train_faces, "--out", run, "--workers", "1", "--quiet",
+            *(["--address", args.address] if args.address else []))
+    return time.perf_counter() - t1
+
+
+def photo_rows(args) -> None:
+    """The real-face rows: per seed a photo corpus (its own people split), a ``temporal`` training on its
+    train/val people, and per family the test people's reals against that family's fakes."""
+    from deepgen.synth.photos import PHOTO_FAMILIES
+
+    families = ("all", *PHOTO_FAMILIES)
+    rows, seconds = {}, {}
+    for seed in args.seeds:
+        work = os.path.join(args.out, f"photos-s{seed}")
+        faces = photo_corpus(work, args.photos, args.videos, args.frames, args.clip_len, seed)
+        train_faces = os.path.join(work, "train_faces")
+        if not os.path.exists(os.path.join(train_faces, "part-0.parquet")):
+            import pyarrow.compute as pc
+            import pyarrow.parquet as pq
+
+            from deepgen.faces.extract import read_faces
+
+            t = read_faces(faces)
+            os.makedirs(train_faces, exist_ok=True)
+            pq.write_table(t.filter(pc.not_equal(t["split"], "test")), os.path.join(train_faces, "part-0.parquet"))
+        seconds[seed] = train_seed(args, train_faces, os.path.join(work, "run"), seed)
+        rows[seed] = family_rows(os.path.join(work, "run", "bundle"), faces, args.address, args.no_ray, families)
+        print(json.dumps({seed: rows[seed]}), flush=True)
+    report(args, args.out, rows, families, {"train_seconds": seconds}, "result-photos.json")
+
+
+def report(args, out: str, rows: dict, families: tuple[str, ...], extra: dict, name: str = "result.json") -> None:
+    """Mean ± std over seeds per (family, part); written to ``out/name`` and printed as a table."""
     table = {}
-    for fam in FAMILIES:
+    for fam in families:
         for part in ("frame", "temporal", "fusion"):
             v = np.array([rows[s][fam][part] for s in args.seeds], float)
             table[f"{fam}/{part}"] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                                       "per_seed": v.round(4).tolist()}
-    result = {"args": vars(args), "rows": table, "train_seconds": seconds, "data_seconds": t_data,
-              "test_videos": {f: rows[args.seeds[0]][f]["videos"] for f in FAMILIES}}
-    with open(os.path.join(out, "result.json"), "w") as f:
+    result = {"args": vars(args), "rows": table, **extra,
+              "test_videos": {f: [rows[s][f]["videos"] for s in args.seeds] for f in families}}
+    with open(os.path.join(out, name), "w") as f:
         json.dump(result, f, indent=2)
-    print(f"{'family':8} {'row':9} {'AUC mean':>9} {'std':>7}  per seed")
+    print(f"{'family':14} {'row':9} {'AUC mean':>9} {'std':>7}  per seed")
     for k, v in table.items():
         fam, part = k.split("/")
-        print(f"{fam:8} {part:9} {v['mean']:9.4f} {v['std']:7.4f}  {v['per_seed']}")
+        print(f"{fam:14} {part:9} {v['mean']:9.4f} {v['std']:7.4f}  {v['per_seed']}")
 
 
 
@@ -218,7 +277,7 @@ def train_in_process(recipe: str, train_faces: str, out: str) -> str:
         weight_average,
     )
     from deepgen.train.temporal import train_temporal
-    from deepgen.train.trainer import crop_settings, fit_calibration
+    from deepgen.train.trainer import calibrate, crop_settings
 
     cfg = load_config(recipe)
     crops = crop_settings([train_faces])
@@ -256,8 +315,9 @@ def train_in_process(recipe: str, train_faces: str, out: str) -> str:
 
     val = data.val
     o = model_frame_outputs(model, [decode_image(b) for b in val["image"].to_pylist()], "cpu", batch_size=128)
-    temperature, domain_t = fit_calibration(o["logit"], val["label"].to_numpy(), val["dataset"].to_numpy(),
-                                            data.val_datasets, val["video"].to_numpy(), val["track"].to_numpy())
+    _, temperature, domain_t = calibrate(model, o["logit"], val["label"].to_numpy(), val["dataset"].to_numpy(),
+                                         data.val_datasets, val["video"].to_numpy(), val["track"].to_numpy(),
+                                         cfg.balanced_threshold)
     rec = train_temporal(model, [train_faces], cfg, temperature)
     uri = os.path.join(out, "bundle")
     save_bundle(uri, model, recipe=cfg.to_dict(), temperature=temperature, domain_temperatures=domain_t,

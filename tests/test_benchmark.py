@@ -149,3 +149,26 @@ def test_protocol_b_trains_on_four_presets_and_scores_the_fifth(tmp_path, monkey
         assert used == sorted(f for p, f in faces.items() if p != held)  # never trained on the held preset
     assert row["dfdc"] == 0.5 and all(row[p] == 1.0 for p in faces if p != "dfdc")
     assert row["mean_auc"] == pytest.approx(0.9) and row["min_auc"] == 0.5
+
+
+def test_real_protocol_folds_keep_people_apart_and_summarize_both_flag_rates():
+    from deepgen.experiments.benchmark import ABLATIONS
+    from deepgen.experiments.real import fold_groups, summarize_real, val_people
+
+    people = [f"p{i}" for i in range(10)]
+    groups = fold_groups(people, 3, seed=0)
+    assert sorted(groups) == people and sorted(set(groups.values())) == ["fold0", "fold1", "fold2"]
+    for fold in range(3):
+        val = val_people(groups, fold, seed=0)
+        assert len(val) == 2 and all(groups[p] != f"fold{fold}" for p in val)  # never a test person
+    assert fold_groups(people, 3, seed=0) == groups  # seeded
+    raw = pd.DataFrame({"row": ["full"] * 3, "protocol": ["real→real"] * 3, "fold": [0, 1, 2], "seed": 0,
+                        "auc": [0.6, 0.7, 0.8], "real_flagged": [0.1, 0.2, 0.0],
+                        "real_flagged_t_only": [1.0, 1.0, 0.9], "real_videos": 10, "fake_videos": 10,
+                        "train_s": 60})
+    row = summarize_real(raw).iloc[0]
+    assert row["auc"] == "0.700 ± 0.082" and row["min_auc"] == "0.600"
+    assert row["real_flagged"] == "0.100 ± 0.082" and row["max_real_flagged"] == "0.200"
+    assert row["real_flagged_t_only"] == "0.967 ± 0.047"
+    assert load_config("full", ABLATIONS["@frames4"]).frames_per_video == 4
+    assert load_config("full", ABLATIONS["@input64"]).model.image_size == 64

@@ -204,3 +204,52 @@ def test_temperature_is_fitted_on_video_logits_as_inference_scores_them():
     t_frame, _ = fit_calibration(logits, labels, datasets, ["ffpp"])
     assert t_video == pytest.approx(expected) and per_domain["ffpp"] == pytest.approx(expected)
     assert abs(t_video - t_frame) > 0.1  # the frame-level fit is a different (worse-matched) temperature
+
+
+def test_balanced_offset_moves_the_decision_point_into_the_bias_not_the_ranking():
+    import torch
+
+    from deepgen.models import create_detector
+    from deepgen.models.config import ModelConfig
+    from deepgen.train.trainer import calibrate
+
+    rng = np.random.default_rng(0)
+    # a detector that has learned a prior, not a boundary: every logit positive, fakes 3 to 1
+    labels = np.r_[np.zeros(40), np.ones(120)].astype(np.int64)
+    logits = np.where(labels == 1, rng.normal(5.0, 1.0, len(labels)), rng.normal(3.0, 1.0, len(labels)))
+    videos, zeros = np.arange(len(labels)), np.zeros(len(labels), np.int64)
+    model = create_detector(ModelConfig(backbone="test_efficientnet", image_size=32)).eval()
+    x = torch.from_numpy(rng.normal(0, 1, (4, 3, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        before = model(x)["logit"].numpy()
+    offset, temperature, _ = calibrate(model, logits, labels, zeros, ["d"], videos, zeros)
+    with torch.no_grad():
+        after = model(x)["logit"].numpy()
+    np.testing.assert_allclose(after, before - offset, atol=1e-5)  # folded into the bias, exactly
+    assert 3.5 < offset < 4.5 and temperature > 0  # the balanced point, not pulled toward the 3:1 majority
+    assert (logits[labels == 0] >= 0).mean() == 1.0  # a temperature alone flags every real
+    assert (logits[labels == 0] - offset >= 0).mean() < 0.35
+    # the same classes at the opposite imbalance give the same point
+    flipped = np.r_[np.zeros(120), np.ones(40)].astype(np.int64)
+    z2 = np.where(flipped == 1, rng.normal(5.0, 1.0, len(flipped)), rng.normal(3.0, 1.0, len(flipped)))
+    from deepgen.evaluation.calibration import fit_offset
+
+    assert fit_offset(z2, flipped) == pytest.approx(offset, abs=0.4)
+    offset_off, _, _ = calibrate(model, logits, labels, zeros, ["d"], videos, zeros, balanced=False)
+    assert offset_off == 0.0
+
+
+def test_frames_per_video_keeps_evenly_spaced_frames_with_all_their_faces():
+    import pyarrow as pa
+
+    from deepgen.train.data import frames_per_video
+
+    keys = ["a"] * 16 + ["b"] * 3
+    frames = [f for f in range(8) for _ in (0, 1)] + [0, 5, 9]  # video a: 2 faces a frame
+    t = pa.table({"media_key": keys, "frame_index": frames, "x": list(range(19))})
+    out = frames_per_video(t, 4)
+    got = sorted(set(zip(out["media_key"].to_pylist(), out["frame_index"].to_pylist())))
+    assert got == [("a", 0), ("a", 2), ("a", 5), ("a", 7), ("b", 0), ("b", 5), ("b", 9)]
+    assert out.num_rows == 8 + 3
+    with pytest.raises(DeepgenError, match="frames_per_video is -1"):
+        load_config({"frames_per_video": -1})

@@ -8,6 +8,7 @@ module pulls in matplotlib, so it is not imported here.
 from deepgen.evaluation.calibration import (
     calibration_metrics,
     expected_calibration_error,
+    fit_offset,
     fit_temperature,
 )
 from deepgen.evaluation.crossdataset import auc_matrix, cross_dataset_metrics
@@ -22,6 +23,7 @@ __all__ = [
     "compute_metrics",
     "cross_dataset_metrics",
     "expected_calibration_error",
+    "fit_offset",
     "fit_temperature",
     "mmd_test",
     "shift_report",

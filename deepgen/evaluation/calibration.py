@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from deepgen.errors import DeepgenError
 from deepgen.evaluation.metrics import check_binary
@@ -77,6 +77,28 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.01, 100.0))
         if _nll_logits(z / np.exp(edge), y) <= _nll_logits(z / np.exp(u), y):
             u = float(edge)
     return float(np.exp(u))
+
+
+def fit_offset(logits, labels) -> float:
+    """The logit where a class-balanced Platt fit puts P(fake) = 0.5: the decision point that treats
+    reals and fakes as equally likely, whatever share of fakes the validation set holds.
+
+    Fits ``sigmoid(a z + b)`` by NLL with each class weighted by half over its count and returns
+    ``-b / a`` (a tiny ridge on ``a`` keeps it finite, inside the gap, on separable data); 0 when the
+    fit does not rank fakes above reals (``a <= 0``). Needs both classes.
+    """
+    y, z = check_binary(labels, logits, name="fit_offset logits")
+    if y.min() == y.max():
+        raise DeepgenError("fit_offset needs both real and fake samples; fit on a validation set with both classes.")
+    w = np.where(y == 1, 0.5 / y.sum(), 0.5 / (len(y) - y.sum()))
+    scale = float(np.std(z)) or 1.0
+
+    def nll(p: np.ndarray) -> float:
+        u = p[0] * z / scale + p[1]
+        return float(np.sum(w * (np.logaddexp(0.0, u) - y * u)) + 1e-4 * p[0] ** 2)  # finite on separable data
+
+    a, b = minimize(nll, np.array([1.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).x
+    return float(-b * scale / a) if a > 1e-6 else 0.0
 
 
 def fit_temperatures_by_domain(

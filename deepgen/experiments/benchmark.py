@@ -159,7 +159,7 @@ def _pgd_auc(bundle, df: pd.DataFrame, seed: int, per_class: int = 48) -> float:
 
 
 # ablations of `full`: one component switched at a time (same data, budget and seeds); "-" takes a
-# component of `full` out, "+" adds one that `full` does not have (README, "Ablation")
+# component of `full` out, "+" adds one that `full` does not have, "@" changes a budget (README, "Ablation")
 ABLATIONS: dict[str, dict] = {
     "full": {},
     "+self_blends": {"blend_other_prob": 0.7},  # 30% of pseudo-fakes self-blended (SBI), as `full` had
@@ -169,6 +169,8 @@ ABLATIONS: dict[str, dict] = {
     "+supcon+method_adv": {"lambda_supcon": 0.1, "lambda_method": 0.1},  # as `full` had
     "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
     "-ema": {"ema_decay": 0.0},
+    "@input64": {"model.image_size": 64},  # input size: the crops resized to 64 px instead of the crop size
+    "@frames4": {"frames_per_video": 4},  # frames per video: 4 evenly spaced training frames of each video
     "-perturb": {f"perturb.{k}": 0.0 for k in ("jpeg_p", "blur_p", "noise_p", "color_p", "downscale_p")},
     "+strong_perturb": {  # perturbation ranges that span the benchmark's corruptions, twice as often
         "perturb.jpeg_quality": [25, 95], "perturb.blur_p": 0.3, "perturb.blur_sigma": [0.3, 2.0],

@@ -15,7 +15,9 @@ person (its group = test, two people of the others = val, the rest = train). Row
 - ``procedural+real→real``: both corpora in one run (two domains for DANN), scored on the test people.
 
 Columns: video AUC and ``real_flagged``, the share of real videos whose calibrated score reaches the
-shipped threshold (0.5: bundles ship no other), the false-alarm rate a trust-and-safety team sees.
+shipped threshold (0.5: bundles ship no other; with ``balanced_threshold`` it is the validation
+videos' class-balanced decision point), the false-alarm rate a trust-and-safety team sees, and
+``real_flagged_t_only``, the share a temperature-only calibration (no offset) would flag.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pandas as pd
 
 from deepgen.errors import DeepgenError
 
-THRESHOLD = 0.5  # bundles score P(fake) calibrated by temperature and ship no other threshold
+THRESHOLD = 0.5  # bundles score P(fake) calibrated by offset and temperature and ship no other threshold
 SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "real_faces")
 STAMP = "deepgen_benchmark.json"
 PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
@@ -165,8 +167,12 @@ def score_people(bundle, df: pd.DataFrame) -> dict:
 
     videos = _videos(bundle, list(df["crop"]), df)
     labels = df.groupby("media_id")["label"].first().loc[videos.index]
-    real = videos["score"][labels.to_numpy() == 0]
+    is_real = labels.to_numpy() == 0
+    real = videos["score"][is_real]
+    # what a temperature alone would flag: the balanced offset folded into the bias, put back
+    unshifted = videos["logit"][is_real] + float(bundle.metrics.get("logit_offset", 0.0))
     return {"auc": compute_metrics(labels, videos["score"])["auc"], "real_flagged": float((real >= THRESHOLD).mean()),
+            "real_flagged_t_only": float((unshifted >= 0).mean()),
             "real_videos": int(len(real)), "fake_videos": int((labels == 1).sum())}
 
 
@@ -260,12 +266,15 @@ def summarize_real(raw: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (name, protocol), g in raw.groupby(["row", "protocol"], sort=False):
         row = {"row": name, "protocol": protocol, "runs": len(g)}
-        for c in ("auc", "real_flagged"):
+        for c in ("auc", "real_flagged", "real_flagged_t_only"):
+            if c not in g:
+                continue
             v = g[c].to_numpy(float)
             v = v[np.isfinite(v)]
             row[c] = f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else ""
-            row[f"min_{c}" if c == "auc" else f"max_{c}"] = (f"{(v.min() if c == 'auc' else v.max()):.3f}"
-                                                             if len(v) else "")
+            if c != "real_flagged_t_only":
+                row[f"min_{c}" if c == "auc" else f"max_{c}"] = (f"{(v.min() if c == 'auc' else v.max()):.3f}"
+                                                                 if len(v) else "")
         row["test_videos"] = f"{g['real_videos'].mean():.0f} real / {g['fake_videos'].mean():.0f} fake"
         row["train_s"] = f"{g['train_s'].mean():.0f}"
         out.append(row)

@@ -158,6 +158,12 @@ class Detector(nn.Module):
             f = torch.cat([f, self.frequency(x).to(f.dtype)], dim=1)
         return bmap, f
 
+    def shift_logit(self, offset: float) -> None:
+        """Subtract ``offset`` from every fake logit, exactly, through the classifier's bias (how a
+        bundle carries its balanced decision point without a second calibration parameter)."""
+        with torch.no_grad():
+            self.classifier[-1].bias -= float(offset)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features (N, num_features): backbone, plus the frequency branch when enabled."""
         return self._encode(x)[1]

@@ -43,6 +43,9 @@ class TrainConfig:
     max_failures: int = 2  # worker failures survived by resuming from the last checkpoint
     amp: bool = True  # bf16/fp16 autocast on GPU (ignored on CPU)
     ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights
+    balanced_threshold: bool = True  # fold a class-balanced decision offset, fitted on validation videos, into the
+    # classifier's bias, so a calibrated 0.5 treats reals and fakes as equally likely (README, "Calibration")
+    frames_per_video: int = 0  # > 0: train on at most this many frames of each video (evenly spaced); 0: all
     temporal_epochs: int = 40  # model.arch temporal: epochs of the head over the cached clip embeddings
     temporal_lr: float = 1e-3  # the head's learning rate (the frame backbone is frozen meanwhile)
     temporal_fakes: int = 2  # temporal pseudo-fakes made from each real training clip
@@ -173,6 +176,9 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     if cfg.lambda_boundary > 0 and not (cfg.sbi_only or cfg.sbi_prob > 0):
         raise DeepgenError(f"{where}: lambda_boundary is {cfg.lambda_boundary} but no pseudo-fakes give boundary "
                            "masks; set sbi_prob > 0 (or sbi_only: true) or lambda_boundary: 0.")
+    if not isinstance(cfg.frames_per_video, int) or isinstance(cfg.frames_per_video, bool) or cfg.frames_per_video < 0:
+        raise DeepgenError(f"{where}: frames_per_video is {cfg.frames_per_video!r}; use 0 (every frame) or a "
+                           "positive integer.")
     if cfg.max_failures < -1:
         raise DeepgenError(f"{where}: max_failures is {cfg.max_failures}; use -1 (forever) or a count >= 0.")
     return cfg

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -120,6 +121,20 @@ def pseudo_fake_recipes() -> list[str]:
     return [name for _, name in sorted(names)]
 
 
+def frames_per_video(table: pa.Table, n: int) -> pa.Table:
+    """At most ``n`` sampled frames of each media item, evenly spaced over the frames it has (every
+    face of a kept frame stays): the frames-per-video knob of a training budget."""
+    frames = pd.DataFrame({"m": table["media_key"].to_numpy(zero_copy_only=False),
+                           "f": table["frame_index"].to_numpy()})
+    kept = set()
+    for m, g in frames.groupby("m", sort=False):
+        uniq = np.unique(g["f"].to_numpy())
+        pick = uniq if len(uniq) <= n else uniq[np.round(np.linspace(0, len(uniq) - 1, n)).astype(int)]
+        kept.update((m, int(f)) for f in pick)
+    mask = np.fromiter(((m, int(f)) in kept for m, f in zip(frames["m"], frames["f"])), bool, len(frames))
+    return table.filter(pa.array(mask))
+
+
 def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | None = None) -> TrainData:
     """Split the mixed faces into train/val, index domains and methods, and check both are usable.
 
@@ -147,6 +162,8 @@ def build_train_data(faces: list[str], cfg: TrainConfig, heldout: list[str] | No
         train, val = carve_val(train, val, where, cfg.seed)
     if cfg.sbi_only:
         train = train.filter(pc.equal(train["label"], 0))
+    if cfg.frames_per_video:
+        train = frames_per_video(train, cfg.frames_per_video)
     if train.num_rows < 2 * cfg.batch_size:
         raise DeepgenError(
             f"faces {where} hold {train.num_rows} usable training faces, fewer than two batches of "

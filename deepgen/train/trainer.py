@@ -98,6 +98,28 @@ class _EpochLines:
             pass
 
 
+def calibrate(model, logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str],
+              videos: np.ndarray | None, tracks: np.ndarray | None, balanced: bool = True
+              ) -> tuple[float, float, dict[str, float]]:
+    """Calibrate ``model`` on its validation frame logits: returns (offset, temperature, per-dataset temperatures).
+
+    With ``balanced`` the class-balanced decision offset of the validation *video* logits
+    (:func:`deepgen.evaluation.calibration.fit_offset`) is folded into the classifier's bias, so a
+    calibrated score of 0.5 is the point where reals and fakes are equally likely: a temperature only
+    rescales logits and cannot move a detector whose every logit is positive. The temperatures are
+    then fitted on the shifted logits (:func:`fit_calibration`).
+    """
+    from deepgen.evaluation.calibration import fit_offset
+
+    offset = 0.0
+    if balanced:
+        v = video_logits(logits, labels, datasets, videos, tracks) if videos is not None and len(videos) else None
+        offset = fit_offset(*(v[:2] if v is not None else (logits, labels)))
+        model.shift_logit(offset)
+    temperature, domain = fit_calibration(logits - offset, labels, datasets, names, videos, tracks)
+    return offset, temperature, domain
+
+
 def fit_calibration(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, names: list[str],
                     videos: np.ndarray | None = None, tracks: np.ndarray | None = None
                     ) -> tuple[float, dict[str, float]]:
@@ -275,8 +297,10 @@ def train(
     ref_rows = ~np.isin(val["feature_datasets"], held_ids)
     synthetic = val.get("synthetic", np.zeros(len(val["labels"]), bool))
     seen &= validation_rows(val["labels"], synthetic, val["datasets"])  # the fakes selection used
-    temperature, domain_temps = fit_calibration(val["logits"][seen], val["labels"][seen], val["datasets"][seen],
-                                                data.val_datasets, val["videos"][seen], val["tracks"][seen])
+    offset, temperature, domain_temps = calibrate(model, val["logits"][seen], val["labels"][seen],
+                                                  val["datasets"][seen], data.val_datasets, val["videos"][seen],
+                                                  val["tracks"][seen], cfg.balanced_threshold)
+    val["logits"] = val["logits"] - offset
     from deepgen.evaluation.calibration import fit_temperature
     from deepgen.evaluation.ood import fit_ood
 
@@ -299,6 +323,7 @@ def train(
         "selected_epoch": int(state["epoch"]),
         "history": history,
         "temperature": temperature,
+        "logit_offset": offset,  # folded into the classifier's bias (balanced_threshold)
         "frame_temperature": frame_temperature,  # fitted on frames instead of videos, for comparison
         "validation_fakes": data.validation_fakes,  # real | synthetic (pseudo-fakes) | real+synthetic
         "train_seconds": time.perf_counter() - t0,
