@@ -253,3 +253,20 @@ def test_frames_per_video_keeps_evenly_spaced_frames_with_all_their_faces():
     assert out.num_rows == 8 + 3
     with pytest.raises(DeepgenError, match="frames_per_video is -1"):
         load_config({"frames_per_video": -1})
+
+
+def test_frames_per_video_reaches_the_training_split(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from deepgen.train.data import build_train_data
+
+    one = pq.read_table(write_toy_faces(str(tmp_path / "toy.parquet"), n_per_class=40, seed=0))
+    three = pa.concat_tables([one.set_column(one.column_names.index("frame_index"), "frame_index",
+                                             pa.array(np.full(one.num_rows, f), pa.int64())) for f in (0, 3, 6)])
+    pq.write_table(three, str(tmp_path / "three.parquet"))
+    cfg = {"batch_size": 8, "model": {"backbone": "test_efficientnet", "image_size": 32}}
+    every = build_train_data([str(tmp_path / "three.parquet")], load_config(cfg))
+    single = build_train_data([str(tmp_path / "three.parquet")], load_config({**cfg, "frames_per_video": 1}))
+    assert every.train.num_rows == 3 * single.train.num_rows > 0
+    assert every.val.num_rows == single.val.num_rows  # validation keeps every frame

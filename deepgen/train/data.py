@@ -93,6 +93,8 @@ def read_faces(faces: list[str]) -> pa.Table:
         cols["media_key"] = pc.binary_join_element_wise(pc.cast(cols["dataset"], pa.string()), media, "|")
         cols["track_id"] = (pc.fill_null(t.column("track_id").cast(pa.int32()), 0) if "track_id" in t.column_names
                             else pa.array(np.zeros(n, np.int32)))
+        cols["frame_index"] = (pc.fill_null(t.column("frame_index").cast(pa.int64()), 0)
+                               if "frame_index" in t.column_names else pa.array(np.arange(n, dtype=np.int64)))
         tables.append(pa.table(cols))
     return pa.concat_tables(tables)
 
