@@ -167,7 +167,7 @@ ABLATIONS: dict[str, dict] = {
     "+supcon": {"lambda_supcon": 0.1},
     "+method_adv": {"lambda_method": 0.1},
     "+supcon+method_adv": {"lambda_supcon": 0.1, "lambda_method": 0.1},  # as `full` had
-    "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset (protocol a): skipped there
+    "-dann": {"lambda_domain": 0.0},  # a no-op with one training dataset: skipped in protocol a and real's folds
     "-ema": {"ema_decay": 0.0},
     "@input64": {"model.image_size": 64},  # input size: the crops resized to 64 px instead of the crop size
     "@frames4": {"frames_per_video": 4},  # frames per video: 4 evenly spaced training frames of each video
@@ -234,7 +234,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         raise DeepgenError(f"{out} cannot be the benchmark's --out because {reason}; choose a new folder.")
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
             **({"model.image_size": image_size} if image_size else {})}
-    runs = _runs(recipes, ablate, "a" if protocol == "real" else protocol)  # one training corpus: no -dann
+    runs = _runs(recipes, ablate, protocol)  # real: -dann runs in the mixed part only (two corpora)
     for _, recipe, o in runs:  # a bad override fails now, not after the corpus is rendered and extracted
         load_config(recipe, {**base, **o})
     t0 = time.perf_counter()

@@ -12,7 +12,8 @@ person (its group = test, two people of the others = val, the rest = train). Row
   and that family's fakes only (the family's fold is ``i % folds``);
 - ``procedural→real``: ``full`` trained on the procedural FF++-like corpus (drawn faces), scored on
   every fold's test people (today's failure, reported as such);
-- ``procedural+real→real``: both corpora in one run (two domains for DANN), scored on the test people.
+- ``procedural+real→real``: each recipe (and the ``-dann`` ablation row, which only acts here) with
+  both corpora in one run (two domains for DANN), scored on the test people.
 
 Columns: video AUC and ``real_flagged``, the share of real videos whose calibrated score reaches the
 shipped threshold (0.5: bundles ship no other; with ``balanced_threshold`` it is the validation
@@ -235,6 +236,8 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
     for k in range(seeds):
         s = seed + k
         for name, recipe, o in runs if "folds" in parts else ():
+            if set(o) == {"lambda_domain"}:  # -dann: one training corpus is one domain, DANN acts only in `mixed`
+                continue
             for i, (train_uri, df) in tests.items():
                 for r in _train_and_score(out, f"{name}-fold{i}", recipe, {**base, **o, "seed": s}, [train_uri],
                                           [(f"fold{i}", df)], workers, s, log):
@@ -252,12 +255,14 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
                                           [(f"fold{i}", df)], workers, s, log):
                     rows.append({"row": f"lofo:{family}", "protocol": "leave-one-family-out", "fold": i, "seed": s,
                                  **r})
-        if proc and "mixed" in parts:
-            for i, (train_uri, df) in tests.items():
-                for r in _train_and_score(out, f"mixed-fold{i}", "full", {**base, "seed": s}, [proc, train_uri],
-                                          [(f"fold{i}", df)], workers, s, log):
-                    rows.append({"row": "full (procedural+real)", "protocol": "procedural+real→real", "fold": i,
-                                 "seed": s, **r})
+        if proc and "mixed" in parts:  # each recipe and the -dann row on both corpora (two domains: DANN acts)
+            for name, recipe, o in [r for r in runs if not r[2] or set(r[2]) == {"lambda_domain"}]:
+                for i, (train_uri, df) in tests.items():
+                    run = f"mixed-fold{i}" if name == "full" else f"mixed-{name}-fold{i}"
+                    for r in _train_and_score(out, run, recipe, {**base, **o, "seed": s}, [proc, train_uri],
+                                              [(f"fold{i}", df)], workers, s, log):
+                        rows.append({"row": f"{name} (procedural+real)", "protocol": "procedural+real→real",
+                                     "fold": i, "seed": s, **r})
     return pd.DataFrame(rows)
 
 
