@@ -140,7 +140,7 @@ def test_protocol_b_trains_on_four_presets_and_scores_the_fifth(tmp_path, monkey
     monkeypatch.setattr(deepgen.train, "train", fake_train)
     monkeypatch.setattr(deepgen.models.bundle, "load_bundle", lambda uri: uri)
     monkeypatch.setattr(bench, "_eval_crops", fake_crops)
-    monkeypatch.setattr(bench, "_videos", lambda bundle, crops, df: pd.DataFrame(
+    monkeypatch.setattr(bench, "video_scores", lambda bundle, crops, df: pd.DataFrame(
         {"score": [0.5, 0.9, 0.1] if "-dfdc-" in bundle else [0.1, 0.9, 0.8]}, index=["a", "b", "c"]))
     faces = {p: str(tmp_path / p) for p in (TRAIN, *TESTS)}
     row = bench._protocol_b(str(tmp_path), "erm", "erm", {"seed": 0}, faces, 1, 0, lambda m: None)

@@ -18,11 +18,11 @@ import pandas as pd
 
 from deepgen.augment.perturb import add_noise, downscale, gaussian_blur, jpeg_compress
 from deepgen.errors import DeepgenError
+from deepgen.experiments.corpora import prepared_corpus, read_stamp, video_scores, write_stamp
 
 TRAIN = "ffpp"
 TESTS = ("celebdf", "dfdc", "deeperforensics", "wilddeepfake")
 RECIPES = ("erm", "sbi", "dann", "supcon", "full")
-STAMP = "deepgen_benchmark.json"  # the size and seed a preset's corpus was rendered with
 PERTURBATIONS = {
     "jpeg30": lambda im, rng: jpeg_compress(im, 30),
     "blur": lambda im, rng: gaussian_blur(im, 1.5),
@@ -36,40 +36,20 @@ def prepare_data(out: str, videos: int, frames: int, seed: int, log: Callable[[s
     """Synth every preset (``videos`` for the FF++-like one, ``test_videos`` for the others), build its
     manifest and extract ``crop_size`` faces; a corpus already rendered with the same stamp is reused."""
     from deepgen.datasets import write_manifest
-    from deepgen.faces.extract import extract_faces
-    from deepgen.storage import table_complete
     from deepgen.synth import render_preset
 
     faces = {}
     for i, preset in enumerate((TRAIN, *TESTS)):
         n = videos if preset == TRAIN else (test_videos or videos)
-        root, fdir = os.path.join(out, "data", preset), os.path.join(out, f"faces-{crop_size}", preset)
-        manifest = os.path.join(out, "manifests", f"{preset}.parquet")
         stamp = {"videos": n, "frames": frames, "seed": seed + 101 * i}
-        fresh = not (os.path.exists(manifest) and _read_stamp(root) == stamp)
-        if fresh or not table_complete(fdir) or _read_stamp(fdir) != stamp:
-            t = time.perf_counter()
-            if fresh:  # else reuse the rendered corpus
-                render_preset(preset, root, videos=n, seed=stamp["seed"], frames=frames, overwrite=True)
-                opts = {"ffpp_root": os.path.join(root, "ffpp_reals")} if preset == "deeperforensics" else {}
-                write_manifest(preset, root, manifest, **opts)
-                with open(os.path.join(root, STAMP), "w") as f:
-                    json.dump(stamp, f)
-            s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
-            with open(os.path.join(fdir, STAMP), "w") as f:
-                json.dump(stamp, f)
-            log(f"  {preset:16s} {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
-                f"({time.perf_counter() - t:.0f}s)")
-        faces[preset] = fdir
+
+        def render(root: str, manifest: str, preset: str = preset, n: int = n, stamp: dict = stamp) -> None:
+            render_preset(preset, root, videos=n, seed=stamp["seed"], frames=frames, overwrite=True)
+            opts = {"ffpp_root": os.path.join(root, "ffpp_reals")} if preset == "deeperforensics" else {}
+            write_manifest(preset, root, manifest, **opts)
+
+        faces[preset] = prepared_corpus(out, preset, stamp, render, frames, crop_size, log)[1]
     return faces
-
-
-def _read_stamp(root: str) -> dict | None:
-    try:
-        with open(os.path.join(root, STAMP)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _eval_crops(faces: dict[str, str], seen: tuple[str, ...] = (TRAIN,)) -> pd.DataFrame:
@@ -99,15 +79,6 @@ def _load_eval_crops(faces: dict[str, str], seen: tuple[str, ...] = (TRAIN,)) ->
     return pd.concat(frames, ignore_index=True)
 
 
-def _videos(bundle, crops: list[np.ndarray], df: pd.DataFrame) -> pd.DataFrame:
-    """Per-video logit and calibrated score through the one inference path (indexed by media_id)."""
-    from deepgen.inference import aggregate_media, bundle_predict
-
-    frames = df[[c for c in ("media_id", "track_id") if c in df.columns]].assign(
-        logit=bundle_predict(bundle, crops, batch_size=256)["logit"])
-    return aggregate_media(frames, bundle.temperature).set_index("media_id")
-
-
 def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = True) -> dict:
     """Per-dataset video AUC, mean/min over unseen, in-domain ECE, worst-group AUC and, with
     ``robustness``, AUC under the perturbations and white-box PGD."""
@@ -120,7 +91,7 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = Tru
     if "skin_tone_group" in df:
         agg["group"] = ("skin_tone_group", "first")
     videos = df.groupby("media_id").agg(**agg)
-    scored = _videos(bundle, crops, df).loc[videos.index]
+    scored = video_scores(bundle, crops, df).loc[videos.index]
     videos["logit"], videos["score"] = scored["logit"], scored["score"]
     row: dict = {}
     for d, g in videos.groupby("dataset"):
@@ -143,7 +114,7 @@ def score_recipe(bundle, df: pd.DataFrame, seed: int = 0, robustness: bool = Tru
     unseen_rows = df["dataset"].isin(TESTS).to_numpy()
     for name, fn in PERTURBATIONS.items():
         pert = [fn(c, rng) if u else c for c, u in zip(crops, unseen_rows)]
-        zp = _videos(bundle, pert, df).loc[pool.index, "logit"]
+        zp = video_scores(bundle, pert, df).loc[pool.index, "logit"]
         row[f"auc_{name}"] = compute_metrics(pool["label"], zp)["auc"]
     row["auc_pgd2"] = _pgd_auc(bundle, df[unseen_rows], seed)
     return {"row": row, "logits": videos["logit"], "videos": videos}
@@ -315,8 +286,7 @@ def _protocol_a(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
     log(f"  {name:18s} seed {seed}: mean AUC {scored['mean_auc']:.3f}  min AUC {scored['min_auc']:.3f}  "
         f"({time.perf_counter() - t:.0f}s)")
     row = {**scored, "train_s": round(time.perf_counter() - t)}
-    with open(os.path.join(run, STAMP), "w") as f:
-        json.dump({"key": key, "robust": robust, "row": row}, f, default=float)
+    write_stamp(run, {"key": key, "robust": robust, "row": row})
     return row
 
 
@@ -324,7 +294,7 @@ def _trained_before(runs: str, run: str, key: dict, robust: bool) -> tuple[str, 
     """(run directory, row) of a stored run with this key (``run`` itself first), else None."""
     others = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
     for path in [run, *(os.path.join(runs, d) for d in others if os.path.join(runs, d) != run)]:
-        stamp = _read_stamp(path)
+        stamp = read_stamp(path)
         if stamp and stamp.get("key") == key and (stamp.get("robust") or not robust):
             return path, stamp["row"]
     return None
@@ -344,7 +314,7 @@ def _protocol_b(out: str, name: str, recipe: str, overrides: dict, faces: dict[s
                     overwrite=True, quiet=True)
         df = _eval_crops({held: faces[held]}, seen=())
         bundle = load_bundle(res["bundle"])
-        videos = _videos(bundle, list(df["crop"]), df)
+        videos = video_scores(bundle, list(df["crop"]), df)
         labels = df.groupby("media_id")["label"].first().loc[videos.index]
         row[held] = compute_metrics(labels, videos["score"])["auc"]
     row["mean_auc"], row["min_auc"] = float(np.mean(list(row.values()))), float(np.min(list(row.values())))

@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from deepgen.errors import DeepgenError
+from deepgen.experiments.corpora import prepared_corpus, read_stamp, video_scores, write_stamp
 
 THRESHOLD = 0.5  # bundles score P(fake) calibrated by offset and temperature and ship no other threshold
 SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "real_faces")
-STAMP = "deepgen_benchmark.json"
 PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
 
 
@@ -52,45 +52,22 @@ def fold_groups(people: list[str], folds: int, seed: int) -> dict[str, str]:
     return {order[j]: f"fold{k % folds}" for k, j in enumerate(perm)}
 
 
-def _stamped(path: str) -> dict | None:
-    try:
-        with open(os.path.join(path, STAMP)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _stamp(path: str, stamp: dict) -> None:
-    with open(os.path.join(path, STAMP), "w") as f:
-        json.dump(stamp, f)
-
-
 def prepare_photo_corpus(out: str, photos: str, videos: int, frames: int, seed: int, folds: int, crop_size: int,
                          log: Callable[[str], None]) -> dict:
     """Render (or reuse) the photo corpus with people in fold groups, its manifest and ``crop_size`` faces."""
     from deepgen.datasets import write_manifest
-    from deepgen.faces.extract import extract_faces
-    from deepgen.storage import table_complete
     from deepgen.synth import load_groundtruth
     from deepgen.synth.photos import load_people, render_photos
 
-    root, fdir = os.path.join(out, "data", "photos"), os.path.join(out, f"faces-{crop_size}", "photos")
-    manifest = os.path.join(out, "manifests", "photos.parquet")
+    def render(root: str, manifest: str) -> None:
+        people, _ = load_people(photos)
+        groups = fold_groups([p.id for p in people], folds, seed)
+        render_photos(photos, "ffpp", root, videos=videos, seed=seed, frames=frames, splits=groups,
+                      overwrite=True, log=log)
+        write_manifest("ffpp", root, manifest)
+
     stamp = {"photos": os.path.abspath(photos), "videos": videos, "frames": frames, "seed": seed, "folds": folds}
-    fresh = not (os.path.exists(manifest) and _stamped(root) == stamp)
-    if fresh or not table_complete(fdir) or _stamped(fdir) != stamp:
-        t = time.perf_counter()
-        if fresh:
-            people, _ = load_people(photos)
-            groups = fold_groups([p.id for p in people], folds, seed)
-            render_photos(photos, "ffpp", root, videos=videos, seed=seed, frames=frames, splits=groups,
-                          overwrite=True, log=log)
-            write_manifest("ffpp", root, manifest)
-            _stamp(root, stamp)
-        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
-        _stamp(fdir, stamp)
-        log(f"  photos           {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
-            f"({time.perf_counter() - t:.0f}s)")
+    root, fdir = prepared_corpus(out, "photos", stamp, render, frames, crop_size, log)
     gt = load_groundtruth(root)
     person = {f"ffpp/{k}": e["target"] for k, e in gt["media"].items()}
     return {"faces": fdir, "groups": gt["splits"], "person": person, "root": root}
@@ -100,25 +77,14 @@ def prepare_procedural(out: str, videos: int, frames: int, seed: int, crop_size:
                        log: Callable[[str], None]) -> str:
     """Render (or reuse) the procedural FF++-like corpus of the same size and extract its faces."""
     from deepgen.datasets import write_manifest
-    from deepgen.faces.extract import extract_faces
-    from deepgen.storage import table_complete
     from deepgen.synth import render_preset
 
-    root, fdir = os.path.join(out, "data", "ffpp"), os.path.join(out, f"faces-{crop_size}", "ffpp")
-    manifest = os.path.join(out, "manifests", "ffpp.parquet")
+    def render(root: str, manifest: str) -> None:
+        render_preset("ffpp", root, videos=videos, seed=seed, frames=frames, overwrite=True)
+        write_manifest("ffpp", root, manifest)
+
     stamp = {"videos": videos, "frames": frames, "seed": seed}
-    fresh = not (os.path.exists(manifest) and _stamped(root) == stamp)
-    if fresh or not table_complete(fdir) or _stamped(fdir) != stamp:
-        t = time.perf_counter()
-        if fresh:
-            render_preset("ffpp", root, videos=videos, seed=seed, frames=frames, overwrite=True)
-            write_manifest("ffpp", root, manifest)
-            _stamp(root, stamp)
-        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
-        _stamp(fdir, stamp)
-        log(f"  procedural ffpp  {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
-            f"({time.perf_counter() - t:.0f}s)")
-    return fdir
+    return prepared_corpus(out, "ffpp", stamp, render, frames, crop_size, log, "procedural ffpp")[1]
 
 
 def val_people(groups: dict[str, str], fold: int, seed: int) -> set[str]:
@@ -164,9 +130,8 @@ def fold_tables(out: str, data: dict, fold: int, seed: int, family: str | None =
 def score_people(bundle, df: pd.DataFrame) -> dict:
     """Video AUC and the share of real videos at or above :data:`THRESHOLD` (calibrated score)."""
     from deepgen.evaluation.metrics import compute_metrics
-    from deepgen.experiments.benchmark import _videos
 
-    videos = _videos(bundle, list(df["crop"]), df)
+    videos = video_scores(bundle, list(df["crop"]), df)
     labels = df.groupby("media_id")["label"].first().loc[videos.index]
     is_real = labels.to_numpy() == 0
     real = videos["score"][is_real]
@@ -188,7 +153,7 @@ def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: l
     run = os.path.join(out, "runs-real", f"{name}-s{seed}")
     key = json.loads(json.dumps({"recipe": recipe, "config": load_config(recipe, overrides).to_dict(),
                                  "faces": faces, "tests": [t for t, _ in tests]}, default=float))
-    stamp = _stamped(run)
+    stamp = read_stamp(run)
     if stamp and stamp.get("key") == key:
         log(f"  {name:28s} seed {seed}: reused {run}")
         return stamp["rows"]
@@ -199,7 +164,7 @@ def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: l
             for tname, df in tests]
     log(f"  {name:28s} seed {seed}: " + "; ".join(f"{r['test']} AUC {r['auc']:.3f} flagged {r['real_flagged']:.2f}"
                                               for r in rows) + f" ({time.perf_counter() - t:.0f}s)")
-    _stamp(run, {"key": key, "rows": rows})
+    write_stamp(run, {"key": key, "rows": rows})
     return rows
 
 
