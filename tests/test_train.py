@@ -227,6 +227,9 @@ def test_balanced_offset_moves_the_decision_point_into_the_bias_not_the_ranking(
         after = model(x)["logit"].numpy()
     np.testing.assert_allclose(after, before - offset, atol=1e-5)  # folded into the bias, exactly
     assert 3.5 < offset < 4.5 and temperature > 0  # the balanced point, not pulled toward the 3:1 majority
+    from deepgen.train.trainer import fit_calibration
+
+    assert temperature == pytest.approx(fit_calibration(logits - offset, labels, zeros, ["d"], videos, zeros)[0])
     assert (logits[labels == 0] >= 0).mean() == 1.0  # a temperature alone flags every real
     assert (logits[labels == 0] - offset >= 0).mean() < 0.35
     # the same classes at the opposite imbalance give the same point

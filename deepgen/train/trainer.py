@@ -111,12 +111,12 @@ def calibrate(model, logits: np.ndarray, labels: np.ndarray, datasets: np.ndarra
     """
     from deepgen.evaluation.calibration import fit_offset
 
-    offset = 0.0
+    if videos is not None and len(videos):  # aggregated once: a constant shift commutes with it
+        logits, labels, datasets = video_logits(logits, labels, datasets, videos, tracks)
+    offset = fit_offset(logits, labels) if balanced else 0.0
     if balanced:
-        v = video_logits(logits, labels, datasets, videos, tracks) if videos is not None and len(videos) else None
-        offset = fit_offset(*(v[:2] if v is not None else (logits, labels)))
         model.shift_logit(offset)
-    temperature, domain = fit_calibration(logits - offset, labels, datasets, names, videos, tracks)
+    temperature, domain = fit_calibration(logits - offset, labels, datasets, names)
     return offset, temperature, domain
 
 
