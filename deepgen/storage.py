@@ -130,12 +130,30 @@ def write_bytes(uri: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _s3_call(uri: str, method: str, **kwargs):
-    """One raw S3 call on the object ``uri`` through the filesystem's botocore client (conditional writes)."""
+def _s3_call(uri: str, method: str, **kwargs) -> dict:
+    """One raw S3 call on the object ``uri`` (conditional writes and versioned reads), awaited on the
+    filesystem's own event loop: s3fs's client is aiobotocore's, whose methods return coroutines. A
+    streamed ``Body`` is read there too and returned as bytes. Errors stay botocore's ``ClientError``
+    (with its code), not s3fs's translation, so a failed precondition can be told apart."""
+    from fsspec.asyn import sync
+
     fs, path = get_fs(uri)
     bucket, _, key = path.partition("/")
+
+    async def call() -> dict:
+        await fs.set_session()
+        client = await fs.get_s3(bucket)
+        resp = await getattr(client, method)(Bucket=bucket, Key=key, **kwargs)
+        if "Body" in resp:
+            body = resp["Body"]
+            try:
+                resp = {**resp, "Body": await body.read()}
+            finally:
+                body.close()
+        return resp
+
     with remote_errors(uri):
-        return getattr(fs.s3, method)(Bucket=bucket, Key=key, **kwargs)
+        return sync(fs.loop, call)
 
 
 def _precondition_failed(e: Exception) -> bool:
@@ -185,7 +203,7 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
             if type(e).__name__ in ("NoSuchKey",) or "NoSuchKey" in str(e) or "404" in str(e):
                 return None
             raise
-        return resp["Body"].read(), str(resp["ETag"])
+        return resp["Body"], str(resp["ETag"])
     _, path = get_fs(uri)
     try:
         with open(path, "rb") as f:
