@@ -180,11 +180,31 @@ class Scorer:
 
 
 def load_ood(bundle):
-    """The bundle's domain check (:class:`~deepgen.evaluation.ood.OodModel`), or None when it records none."""
+    """The bundle's domain check (:class:`~deepgen.evaluation.ood.OodModel`), or None when it records none
+    (no ``ood.json``); a record without its reference sample, or an invalid one, is one sentence."""
+    from deepgen import storage
+    from deepgen.errors import DeepgenError
     from deepgen.evaluation.ood import OodModel
+    from deepgen.models.bundle import OOD, REFERENCE
 
-    record, sample = bundle.extras.get("ood"), bundle.reference.get("ood_sample")
-    return OodModel(record, sample) if record and sample is not None and len(sample) else None
+    if "ood" not in bundle.extras:
+        return None
+    sample = bundle.reference.get("ood_sample")
+    if sample is None:
+        raise DeepgenError(f"{storage.join(bundle.uri, REFERENCE)} holds no ood_sample for the domain check "
+                           f"{OOD} records; restore the bundle or retrain it.")
+    return OodModel(bundle.extras["ood"], sample, where=storage.join(bundle.uri, OOD))
+
+
+def load_bundles(checkpoints: str | list[str]) -> list:
+    """Load each bundle and build its domain check here, on the CPU, so a bad bundle is refused in one
+    sentence in the driver before any Ray actor loads it (an actor's error would surface as its death)."""
+    from deepgen.models.bundle import load_bundle
+
+    bundles = [load_bundle(p) for p in ([checkpoints] if isinstance(checkpoints, str) else list(checkpoints))]
+    for b in bundles:
+        load_ood(b)
+    return bundles
 
 
 def frame_scores(logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -17,6 +17,9 @@ exceeds the crops' 99th percentile less often than a single crop does. ``ood_sco
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from deepgen.errors import DeepgenError
@@ -57,16 +60,40 @@ def mahalanobis_distance(model: dict[str, np.ndarray], x: np.ndarray) -> np.ndar
     return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", c, model["precision"], c), 0.0))
 
 
+def check_ood_record(record: Any, where: str = "ood.json") -> tuple[str, int, float]:
+    """The (method, k, threshold) of a domain-check record (:func:`fit_ood`'s, a bundle's ``ood.json`` at
+    ``where``), or one sentence naming the field that is missing or invalid."""
+    fix = "restore the bundle or retrain it"
+    if not isinstance(record, dict):
+        raise DeepgenError(f"{where} holds a {type(record).__name__}, not the domain-check record (a mapping with "
+                           f"method, k and thresholds); {fix}.")
+    missing = [k for k in ("method", "k", "thresholds") if k not in record]
+    if missing:
+        raise DeepgenError(f"{where} has no {missing[0]!r} field (a domain-check record needs method, k and "
+                           f"thresholds); {fix}.")
+    method, k, thresholds = record["method"], record["k"], record["thresholds"]
+    if method not in METHODS:
+        raise DeepgenError(f"method in {where} is {method!r}, not one of {', '.join(METHODS)}; {fix}.")
+    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
+        raise DeepgenError(f"k in {where} is {k!r}, but it must be a whole number >= 1; {fix}.")
+    if not isinstance(thresholds, dict) or method not in thresholds:
+        raise DeepgenError(f"thresholds in {where} records no {method!r} threshold; {fix}.")
+    t = thresholds[method]
+    if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
+        raise DeepgenError(f"thresholds.{method} in {where} is {t!r}, but a threshold must be a finite number > 0 "
+                           f"(else every item reads as in domain or the scores explode); {fix}.")
+    return method, k, float(t)
+
+
 class OodModel:
     """One bundle's domain check, ready to score frame features: the reference sample, method and threshold."""
 
-    def __init__(self, record: dict, reference: np.ndarray):
-        self.method = record.get("method", DEFAULT_METHOD)
-        if self.method not in METHODS:
-            raise DeepgenError(f"ood method {self.method!r} is unknown; use one of {', '.join(METHODS)}.")
-        self.k = int(record.get("k", DEFAULT_K))
-        self.threshold = float(record["thresholds"][self.method])
+    def __init__(self, record: dict, reference: np.ndarray, where: str = "ood.json"):
+        self.method, self.k, self.threshold = check_ood_record(record, where)
         self.reference = np.asarray(reference, dtype=np.float32)
+        if self.reference.ndim != 2 or len(self.reference) < 2 or not np.isfinite(self.reference).all():
+            raise DeepgenError(f"the domain check of {where} needs at least 2 finite reference feature rows "
+                               f"(ood_sample), got shape {self.reference.shape}; restore the bundle or retrain it.")
         self._maha = mahalanobis_model(self.reference) if self.method == "mahalanobis" else None
 
     def distance(self, features: np.ndarray) -> np.ndarray:
@@ -77,7 +104,7 @@ class OodModel:
 
     def frame_scores(self, features: np.ndarray) -> np.ndarray:
         """Each row's distance in units of the threshold (an item's mean > 1: out of domain)."""
-        return self.distance(features) / max(self.threshold, 1e-12)
+        return self.distance(features) / self.threshold
 
 
 def item_means(values: np.ndarray, items: np.ndarray) -> np.ndarray:

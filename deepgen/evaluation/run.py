@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.faces.extract import read_faces
-from deepgen.inference import EVIDENCE, BundleActor, TemporalFusion, aggregate_media
+from deepgen.inference import EVIDENCE, BundleActor, TemporalFusion, aggregate_media, load_bundles
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
 
@@ -119,7 +119,6 @@ def evaluate(
     from deepgen.evaluation.metrics import compute_metrics
     from deepgen.evaluation.report import write_report
     from deepgen.evaluation.shift import shift_report
-    from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
     if not checkpoints or not faces:
@@ -129,7 +128,7 @@ def evaluate(
             raise DeepgenError(f"split {s!r} is unknown; use train, val, test or all.")
     storage.check_output_path(out, inputs=[*checkpoints, *faces], overwrite=overwrite)  # before any scoring
     t0 = time.perf_counter()
-    bundles = [load_bundle(c) for c in checkpoints]
+    bundles = load_bundles(checkpoints)  # a bad bundle fails here in one sentence, before any actor
     train_sets = _train_datasets(bundles[0])
     table = _load_faces(faces, split, subgroups or [], seen=train_sets, unseen_split=unseen_split)
     init_ray(address)

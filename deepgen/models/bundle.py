@@ -5,12 +5,16 @@ per-domain temperatures), ``reference_features.npz`` (feature mean, covariance a
 shift tests), ``datasets.json`` (training data), ``metrics.json`` (what it was selected on), and any
 extra JSON records (e.g. ``alignment.json``).
 
-``model_id`` covers everything that changes a score: it is the first 16 hex digits of the SHA-256 of
-the weights' SHA-256, the preprocessing digest and the calibration digest (:func:`bundle_model_id`).
-The digests are written into ``config.json`` at save time (``digests``) and checked at load: the
-preprocessing (input size, normalisation, crop margin, alignment) and the calibration (temperatures,
-each finite and > 0) must be what was saved, or the load is refused in one sentence. Records this
-module does not know (other JSON files, other keys) are carried and never checked.
+``model_id`` covers everything that changes a score or a flag: it is the first 16 hex digits of the
+SHA-256 of the weights' SHA-256, the preprocessing digest, the calibration digest and the digest of the
+scored records (:data:`SCORED_FILES`: the domain check's ``ood.json`` and ``reference_features.npz``, a
+temporal bundle's ``temporal.json``; :func:`bundle_model_id`). The digests are written into
+``config.json`` at save time (``digests``) and checked at load: the preprocessing (input size,
+normalisation, crop margin, alignment), the calibration (temperatures, each finite and > 0) and each
+scored record must be what was saved, or the load is refused in one sentence naming the file that was
+added, removed or edited. The reference features are checked for shape against the model. A bundle
+saved before a digest existed loads with one warning line and its old ``model_id``. Records this module
+does not know (other JSON files, other keys) are carried and never checked.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ METRICS = "metrics.json"
 CORE_FILES = (WEIGHTS, CONFIG, CALIBRATION, REFERENCE, DATASETS, METRICS)
 OWNER_MARKERS = (REFERENCE,)  # a file only deepgen names so: a bundle folder deepgen wrote (storage.remove_owned)
 REFERENCE_SAMPLE = 256
+OOD = "ood.json"
+TEMPORAL = "temporal.json"
+SCORED_FILES = (OOD, REFERENCE, TEMPORAL)  # besides weights, config and calibration: records a score or flag reads
+MAPPING_RECORDS = ("faces", "temporal")  # JSON records this module reads as mappings (a list there is damage)
 
 
 def weights_model_id(weights: bytes) -> str:
@@ -79,10 +87,32 @@ def calibration_record(temperature: float, domain_temperatures: dict[str, float]
     return record
 
 
-def bundle_model_id(weights: bytes, preprocessing: dict, calibration: dict) -> str:
-    """The model id: first 16 hex digits of SHA-256 over the weights, preprocessing and calibration."""
+def bundle_model_id(weights: bytes, preprocessing: dict, calibration: dict, files: dict | None = None) -> str:
+    """The model id: first 16 hex digits of SHA-256 over the weights, preprocessing, calibration and the
+    scored records' digests (``files``, :func:`scored_digests`; None for a bundle saved before them)."""
     parts = [hashlib.sha256(weights).hexdigest(), _digest(preprocessing), _digest(calibration)]
+    if files is not None:
+        parts.append(_digest(files))
     return hashlib.sha256("+".join(parts).encode()).hexdigest()[:16]
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def scored_digests(records: dict[str, Any], reference: dict[str, np.ndarray] | None) -> dict[str, str]:
+    """Digest of each present file of :data:`SCORED_FILES`: ``records`` maps a JSON record's name (``ood``)
+    to its content as read back, ``reference`` is the arrays of ``reference_features.npz``."""
+    out = {f"{name}.json": _digest(rec) for name, rec in records.items()
+           if f"{name}.json" in SCORED_FILES and rec is not None}
+    if reference is not None:
+        out[REFERENCE] = _arrays_digest(reference)
+    return dict(sorted(out.items()))
 
 
 def check_temperature(value: Any, where: str) -> float:
@@ -161,14 +191,16 @@ def save_bundle(
     model_cfg = asdict(model.cfg)
     preprocessing = preprocessing_record(model_cfg, (extras or {}).get("faces"))
     calib = calibration_record(temperature, domain_temperatures, (extras or {}).get("temporal"))
-    model_id = bundle_model_id(weights, preprocessing, calib)
     if reference is None:
         raise DeepgenError("save_bundle needs reference features; pass the training features for shift tests.")
     ref = reference if isinstance(reference, dict) else reference_stats(reference)
+    arrays = {k: np.asarray(v) for k, v in ref.items()}
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in ref.items()})
+    np.savez(buf, **arrays)
+    files = scored_digests({k: json.loads(_json(v)) for k, v in (extras or {}).items()}, arrays)
+    model_id = bundle_model_id(weights, preprocessing, calib, files)
     config = {"model": model_cfg, "recipe": recipe or {}, "model_id": model_id, "preprocessing": preprocessing,
-              "digests": {"preprocessing": _digest(preprocessing), "calibration": _digest(calib)}}
+              "digests": {"preprocessing": _digest(preprocessing), "calibration": _digest(calib), "files": files}}
     calibration = dict(calib)
     for name in extras or {}:
         if f"{name}.json" in CORE_FILES:
@@ -242,10 +274,33 @@ def _read_json(uri: str, name: str, default: Any) -> Any:
         raise DeepgenError(f"{path} is not valid JSON ({e}); restore the bundle or retrain it.") from e
 
 
+def _check_files(uri: str, digests: Any, present: dict[str, str]) -> dict[str, str] | None:
+    """Compare the scored records now in the bundle (``present``: name -> digest) with those saved in
+    ``config.json``; returns the saved digests (None for a bundle saved before them)."""
+    files = digests.get("files") if isinstance(digests, dict) else None
+    if not isinstance(files, dict):
+        return None
+    changes = []
+    for name in sorted(set(files) | set(present)):
+        if name not in files:
+            changes.append(f"{name} added")
+        elif name not in present:
+            changes.append(f"{name} removed")
+        elif files[name] != present[name]:
+            changes.append(f"{name} edited")
+    if changes:
+        raise DeepgenError(f"bundle {uri} has {', '.join(changes)} since it was saved (it no longer matches the "
+                           "digest in config.json), so its scores or domain flags would be wrong; restore the "
+                           "bundle or retrain it.")
+    return files
+
+
 def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None,
-                   temporal: dict | None = None) -> tuple[float, dict, dict, dict]:
-    """Validate the calibration and compare preprocessing and calibration with the digests saved beside
-    them; returns (temperature, domain temperatures, preprocessing record, calibration record)."""
+                   temporal: dict | None = None, present: dict[str, str] | None = None
+                   ) -> tuple[float, dict, dict, dict, dict | None]:
+    """Validate the calibration and compare the scored records (``present``, :func:`scored_digests`),
+    preprocessing and calibration with the digests saved beside them; returns (temperature, domain
+    temperatures, preprocessing record, calibration record, scored records' digests or None when older)."""
     if not isinstance(calibration, dict) or "temperature" not in calibration:
         raise DeepgenError(f"{storage.join(uri, CALIBRATION)} records no temperature; restore the bundle or retrain it.")
     temperature = check_temperature(calibration["temperature"], f"the temperature in {storage.join(uri, CALIBRATION)}")
@@ -260,9 +315,15 @@ def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None
     calib = calibration_record(temperature, domain_temperatures, temporal)
     digests = config.get("digests")
     if not isinstance(digests, dict):
-        warnings.warn(f"bundle {uri} records no preprocessing digest (written by an older deepgen), so its "
-                      "preprocessing cannot be checked; retrain it to add one.", stacklevel=3)
-        return temperature, domain_temperatures, preprocessing, calib
+        warnings.warn(f"bundle {uri} records no digests (written by an older deepgen), so edits to its "
+                      "preprocessing, calibration and domain check cannot be detected; retrain it to add them.",
+                      stacklevel=3)
+        return temperature, domain_temperatures, preprocessing, calib, None
+    files = _check_files(uri, digests, present or {})
+    if files is None:
+        warnings.warn(f"bundle {uri} records no digests of {', '.join(SCORED_FILES)} (written by an older "
+                      "deepgen), so edits to its domain check cannot be detected; retrain it to add them.",
+                      stacklevel=3)
     if digests.get("preprocessing") != _digest(preprocessing):
         saved = config.get("preprocessing") if isinstance(config.get("preprocessing"), dict) else {}
         changed = [k for k in preprocessing if k in saved and saved[k] != preprocessing[k]]
@@ -270,9 +331,50 @@ def _check_records(uri: str, config: dict, calibration: dict, faces: dict | None
         raise DeepgenError(f"bundle {uri} was trained with other preprocessing than its config now says ({what}), "
                            "so its scores would be wrong; restore config.json and faces.json or retrain it.")
     if digests.get("calibration") != _digest(calib):
-        raise DeepgenError(f"bundle {uri} has calibration.json edited since it was saved (its temperatures no longer "
-                           "match the saved digest), so its scores would be wrong; restore it or retrain the bundle.")
-    return temperature, domain_temperatures, preprocessing, calib
+        if files is not None:  # temporal.json already matched its own digest
+            what = f"{CALIBRATION} edited"
+        elif temporal is not None and digests.get("calibration") == _digest(
+                calibration_record(temperature, domain_temperatures)):
+            what = f"{TEMPORAL} added"
+        elif temporal is None:
+            what = f"{CALIBRATION} edited or {TEMPORAL} removed"
+        else:
+            what = f"{CALIBRATION} or {TEMPORAL} edited"
+        raise DeepgenError(f"bundle {uri} has {what} since it was saved (its temperatures no longer match the "
+                           "saved digest), so its scores would be wrong; restore it or retrain the bundle.")
+    return temperature, domain_temperatures, preprocessing, calib, files
+
+
+def _read_reference(uri: str) -> dict[str, np.ndarray] | None:
+    """The arrays of ``reference_features.npz`` (None when absent); a damaged file is one sentence."""
+    path = storage.join(uri, REFERENCE)
+    if not storage.exists(path):
+        return None
+    try:
+        with np.load(io.BytesIO(storage.read_bytes(path))) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as e:  # not a zip, truncated, pickled objects: the same to the user
+        raise DeepgenError(f"{path} is damaged or not a numpy .npz archive ({type(e).__name__}); restore the "
+                           "bundle or retrain it.") from e
+
+
+def _check_reference(uri: str, reference: dict[str, np.ndarray], d: int) -> None:
+    """The reference arrays the shift test and the domain check read fit the model's ``d`` features."""
+    path = storage.join(uri, REFERENCE)
+    rows = {"sample": None, "ood_sample": None}
+    expected = {"mean": (d,), "cov": (d, d), **rows}
+    for key, shape in expected.items():
+        if key not in reference:
+            continue
+        a = reference[key]
+        ok = a.dtype.kind in "fiu" and (a.shape == shape if shape is not None else a.ndim == 2 and a.shape[1] == d
+                                        and a.shape[0] >= 1)
+        if ok and not np.isfinite(a).all():
+            raise DeepgenError(f"{key!r} in {path} holds NaN or infinite values; restore the bundle or retrain it.")
+        if not ok:
+            want = "x".join(map(str, shape)) if shape is not None else f"N x {d}"
+            raise DeepgenError(f"{key!r} in {path} has shape {'x'.join(map(str, a.shape)) or 'scalar'} ({a.dtype}), "
+                               f"but the model's features need {want} numbers; restore the bundle or retrain it.")
 
 
 def _load_weights(uri: str, model, weights: bytes) -> None:
@@ -305,8 +407,9 @@ def _load_weights(uri: str, model, weights: bytes) -> None:
 def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
     """Load a bundle written by :func:`save_bundle`; the model comes back in eval mode.
 
-    The calibration and preprocessing are checked against the digests saved with them (see the module
-    docstring); an inconsistent, truncated or mismatched bundle is refused in one sentence.
+    The scored records, calibration and preprocessing are checked against the digests saved with them
+    and the reference features against the model (see the module docstring); an inconsistent, truncated
+    or mismatched bundle is refused in one sentence.
     """
     from deepgen.models import create_detector
 
@@ -320,28 +423,28 @@ def load_bundle(uri: str, map_location: str = "cpu") -> Bundle:
     for name in names:
         if name.endswith(".json") and name not in CORE_FILES:
             extras[name[: -len(".json")]] = _read_json(uri, name, None)
-    faces = extras.get("faces") if isinstance(extras.get("faces"), dict) else None
-    temporal = extras.get("temporal") if isinstance(extras.get("temporal"), dict) else None
-    temperature, domain_temperatures, preprocessing, calib = _check_records(uri, config, calibration, faces,
-                                                                            temporal)
+    for name in MAPPING_RECORDS:
+        if name in extras and not isinstance(extras[name], dict):
+            raise DeepgenError(f"{storage.join(uri, name + '.json')} holds a {type(extras[name]).__name__}, not a "
+                               "mapping of fields; restore the bundle or retrain it.")
+    reference = _read_reference(uri)
+    faces, temporal = extras.get("faces"), extras.get("temporal")
+    temperature, domain_temperatures, preprocessing, calib, files = _check_records(
+        uri, config, calibration, faces, temporal, scored_digests(extras, reference))
     weights = storage.read_bytes(storage.join(uri, WEIGHTS))
     model = create_detector(cfg)
     _load_weights(uri, model, weights)
     model.to(map_location).eval()
-    ref_path = storage.join(uri, REFERENCE)
-    reference: dict[str, np.ndarray] = {}
-    if storage.exists(ref_path):
-        with np.load(io.BytesIO(storage.read_bytes(ref_path))) as npz:
-            reference = {k: npz[k] for k in npz.files}
+    _check_reference(uri, reference or {}, int(model.num_features))
     return Bundle(
         uri=uri,
         model=model,
         config=config,
         temperature=temperature,
         domain_temperatures=domain_temperatures,
-        reference=reference,
+        reference=reference or {},
         datasets=_read_json(uri, DATASETS, []),
         metrics=_read_json(uri, METRICS, {}),
-        model_id=bundle_model_id(weights, preprocessing, calib),
+        model_id=bundle_model_id(weights, preprocessing, calib, files),
         extras=extras,
     )

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from deepgen import storage
 from deepgen.errors import DeepgenError
-from deepgen.inference import ensemble_model_id
+from deepgen.inference import ensemble_model_id, load_bundles
 from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
 from deepgen.scoring.lease import Lease
@@ -48,7 +48,6 @@ def rescore(
     Progress lines (items scored of those to do) go to stderr unless ``quiet``. Runs on the same store and
     model take turns: one waits up to ``lease_wait_s`` for another's lease (:mod:`deepgen.scoring.lease`).
     """
-    from deepgen.models.bundle import load_bundle
     from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
@@ -60,7 +59,7 @@ def rescore(
     for r, fp in zip(rows, store.fingerprints([r["uri"] for r in rows])):
         r["fingerprint"] = fp
     paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
-    bundles = [load_bundle(p) for p in paths]
+    bundles = load_bundles(paths)  # a bad bundle fails here in one sentence, before any actor
     model_id = ensemble_model_id([b.model_id for b in bundles])  # a new model (or member) rescores everything
     written = 0
     run_domain = {"checked": 0, "out_of_domain": 0}

@@ -9,7 +9,7 @@ from collections import Counter
 import pyarrow as pa
 
 from deepgen import storage
-from deepgen.inference import ensemble_model_id
+from deepgen.inference import ensemble_model_id, load_bundles
 from deepgen.scoring.inputs import check_allowed, load_media_rows
 from deepgen.scoring.pipeline import ScoreConfig, finish_rows, score_stream
 
@@ -44,7 +44,6 @@ def score(
 ) -> dict:
     """Score every item of ``manifest`` with ``checkpoint`` (several: an equal-weight ensemble of their
     calibrated logits); write ``out`` (a table directory) atomically; progress on stderr unless ``quiet``."""
-    from deepgen.models.bundle import load_bundle
     from deepgen.progress import Progress
     from deepgen.runtime import init_ray
 
@@ -53,7 +52,7 @@ def score(
     storage.check_output_path(out, inputs=[manifest, *paths], overwrite=overwrite)  # before any work
     rows = load_media_rows(manifest)
     check_allowed(rows, allowed_roots)
-    model_id = ensemble_model_id([load_bundle(p).model_id for p in paths])  # fails here, before any actor
+    model_id = ensemble_model_id([b.model_id for b in load_bundles(paths)])  # fails here, before any actor
     init_ray(address)
     cfg = cfg or ScoreConfig()
     with storage.atomic_dir(out, overwrite=overwrite, inputs=[manifest, *paths]) as tmp:
@@ -92,7 +91,6 @@ def score_file(path: str, checkpoint: str | list[str], cfg: ScoreConfig | None =
     import os
 
     from deepgen.errors import DeepgenError
-    from deepgen.models.bundle import load_bundle
     from deepgen.scoring.inputs import IMAGE_EXTS
     from deepgen.scoring.pipeline import FaceStage, ModelStage, extract_config
 
@@ -102,8 +100,7 @@ def score_file(path: str, checkpoint: str | list[str], cfg: ScoreConfig | None =
     if fs.isdir(p):
         raise DeepgenError(f"{path} is a folder; pass one video or image file, or score the folder with --manifest.")
     paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
-    for c in paths:
-        load_bundle(c)  # a bad checkpoint fails here with its one-sentence error
+    load_bundles(paths)  # a bad checkpoint fails here with its one-sentence error
     cfg = cfg or ScoreConfig()
     row = {"media_id": os.path.basename(p.rstrip("/")), "uri": str(path), "label": None, "dataset": None,
            "fingerprint": None, "media_type": "image" if p.lower().endswith(IMAGE_EXTS) else "video",
