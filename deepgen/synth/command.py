@@ -27,22 +27,32 @@ from deepgen.synth.presets import PRESETS, render_preset
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous synth tree at --out.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-@click.option("--photos", default=None, type=click.Path(file_okay=False),
+@click.option("--photos", multiple=True, type=click.Path(file_okay=False),
               help="Folder of real face photos/videos: the corpus's people are real (identities.csv, sub-folders "
-                   "or one per file; split train/val/test by identity).")
+                   "or one per file; split train/val/test by identity). Repeatable: one name is one person "
+                   "across folders.")
+@click.option("--same-person", "same_person", multiple=True, metavar="NAME=OTHER",
+              help="With --photos: two names of one person (e.g. across folders); repeatable.")
 @click.option("--landmarks", type=click.Choice(["auto", "dlib", "yunet"]), default="auto", show_default=True,
               help="With --photos: dlib's 68 points where installed (non-commercial model), else YuNet's 5.")
-def synth(preset, out, videos, seed, frames, size, compressions, overwrite, quiet, photos, landmarks) -> None:
+def synth(preset, out, videos, seed, frames, size, compressions, overwrite, quiet, photos, same_person,
+          landmarks) -> None:
     """Render PRESET's dataset tree (real layout) plus deepgen_groundtruth.json under OUT."""
+    from deepgen.errors import DeepgenError
+
     compressions = tuple(compressions) or ("c23",)
-    if photos is not None:
+    if photos:
         from deepgen.synth.photos import render_photos
 
+        source = photos[0] if len(photos) == 1 else list(photos)
         render_with_progress(preset, out, videos=videos, seed=seed, frames=frames, size=size,
                              compressions=compressions, overwrite=overwrite, log=click.echo, quiet=quiet,
-                             render=lambda *a, **k: render_photos(photos, *a, landmarks=landmarks, **k))
-        click.echo(f"wrote {preset} tree of real people from {photos} to {out}")
+                             render=lambda *a, **k: render_photos(source, *a, landmarks=landmarks,
+                                                                  same_person=same_person, **k))
+        click.echo(f"wrote {preset} tree of real people from {' and '.join(photos)} to {out}")
         return
+    if same_person:
+        raise DeepgenError("--same-person names people of --photos folders; pass --photos too, or drop it.")
     render_with_progress(preset, out, videos=videos, seed=seed, frames=frames, size=size,
                          compressions=compressions, overwrite=overwrite, log=click.echo, quiet=quiet)
     click.echo(f"wrote {preset} tree to {out}")

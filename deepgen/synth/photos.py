@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -102,10 +103,11 @@ class Person:
 class Source:
     """One photo (or the frames of one video) of a person: RGB images and 68 landmarks per image."""
 
-    file: str
+    file: str  # as the ground truth records it (see :class:`PhotoInput`)
     person: str
     images: list[np.ndarray]
     points: list[np.ndarray]  # (68, 2) float32 per image
+    path: str = ""  # where it was read
 
     def iod(self, i: int = 0) -> float:
         """Distance between the eye centres (pixels) in image ``i``."""
@@ -165,23 +167,141 @@ class Landmarker:
         return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
 
 
+def normalise_identity(name: str) -> str:
+    """One spelling per person: surrounding whitespace stripped, case folded (``P1 `` and ``p1`` are one person)."""
+    return name.strip().casefold()
+
+
+def _read_identities(path: str) -> dict[str, tuple[str, int]]:
+    """``identities.csv`` (``file,identity``) as file -> (normalised identity, row number); a folder, a file
+    that is not UTF-8 (a BOM is fine), a missing column or identity, or a file named twice as two people is
+    one sentence."""
+    if os.path.isdir(path):
+        raise DeepgenError(f"{path} is a folder, but {IDENTITIES_CSV} must be a file of file,identity rows; "
+                           "rename the folder.")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DeepgenError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}, e.g. a "
+                           "Windows-1252 accent); save it as UTF-8.") from e
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip().casefold() for h in next(reader, [])]
+    if "file" not in header or "identity" not in header:
+        raise DeepgenError(f"{path} needs the header file,identity (one row per photo or video), but its first "
+                           f"line reads {','.join(header) or '(nothing)'!r}; fix its header.")
+    fi, ii = header.index("file"), header.index("identity")
+    named: dict[str, tuple[str, int]] = {}
+    for row_no, row in enumerate(reader, start=2):
+        if not any(c.strip() for c in row):
+            continue
+        file = row[fi].strip() if fi < len(row) else ""
+        who = normalise_identity(row[ii]) if ii < len(row) else ""
+        if not file or not who:
+            raise DeepgenError(f"row {row_no} of {path} has no {'file' if not file else 'identity'} "
+                               f"({','.join(row)!r}); name the file and the person in every row.")
+        if file in named and named[file][0] != who:
+            raise DeepgenError(f"{path} lists {file} twice, as {named[file][0]!r} (row {named[file][1]}) and "
+                               f"{who!r} (row {row_no}), so one person could land in train and test; keep one "
+                               "row per file.")
+        named.setdefault(file, (who, row_no))
+    return named
+
+
 def _identity_map(root: str, files: list[str]) -> dict[str, str]:
-    """file (relative) -> identity, from identities.csv, else the sub-folder, else the file itself."""
+    """file (relative) -> normalised identity, from identities.csv, else the sub-folder, else the file itself."""
     path = os.path.join(root, IDENTITIES_CSV)
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or not {"file", "identity"} <= set(rows[0]):
-            raise DeepgenError(f"{path} needs the columns file,identity (one row per photo); fix its header.")
-        named = {r["file"].strip(): r["identity"].strip() for r in rows}
-        missing = [f for f in files if f not in named and os.path.basename(f) not in named]
-        if missing:
-            raise DeepgenError(f"{path} names no identity for {missing[0]} ({len(missing)} file(s)); add a row "
-                               "for each photo or video.")
-        return {f: named.get(f) or named[os.path.basename(f)] for f in files}
+    if os.path.lexists(path):
+        named = _read_identities(path)
+        out = {}
+        for f in files:
+            hits = {k: named[k] for k in (f, os.path.basename(f)) if k in named}
+            if not hits:
+                missing = [f for f in files if f not in named and os.path.basename(f) not in named]
+                raise DeepgenError(f"{path} names no identity for {missing[0]} ({len(missing)} file(s)); add a "
+                                   "row for each photo or video.")
+            if len({who for who, _ in hits.values()}) > 1:
+                (a, (wa, ra)), (b, (wb, rb)) = hits.items()
+                raise DeepgenError(f"{path} names {f} twice, as {wa!r} ({a}, row {ra}) and {wb!r} ({b}, row {rb}), "
+                                   "so one person could land in train and test; keep one row per file.")
+            out[f] = next(iter(hits.values()))[0]
+        return out
     if any("/" in f for f in files):
-        return {f: f.split("/", 1)[0] if "/" in f else os.path.splitext(f)[0] for f in files}
-    return {f: os.path.splitext(f)[0] for f in files}
+        return {f: normalise_identity(f.split("/", 1)[0] if "/" in f else os.path.splitext(f)[0]) for f in files}
+    return {f: normalise_identity(os.path.splitext(f)[0]) for f in files}
+
+
+@dataclass
+class PhotoInput:
+    """One photo or video of the ``--photos`` folders: where to read it, its name in the ground truth
+    (relative to its folder, or to the folders' common parent when there are several) and its person."""
+
+    path: str
+    file: str
+    identity: str
+
+
+def _same_person(pairs: Sequence[str], known: set[str]) -> dict[str, str]:
+    """``NAME=OTHER`` pairs -> identity -> the one name of its person (the first of a chain)."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for pair in pairs:
+        a, sep, b = pair.partition("=")
+        a, b = normalise_identity(a), normalise_identity(b)
+        if not sep or not a or not b:
+            raise DeepgenError(f"--same-person {pair!r} is not NAME=OTHER; write the two names of one person, "
+                               "e.g. --same-person p9=leonardo_dicaprio.")
+        unknown = [x for x in (a, b) if x not in known]
+        if unknown:
+            raise DeepgenError(f"--same-person {pair} names {unknown[0]!r}, whom no --photos folder lists; use a "
+                               "name from identities.csv (or a sub-folder or file name).")
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[rb] = ra
+    return {x: root(x) for x in parent}
+
+
+def photo_inputs(photos: str | Sequence[str], same_person: Sequence[str] = ()) -> list[PhotoInput]:
+    """Every photo and video of the ``--photos`` folders with its person, validated once: each folder
+    exists and holds media, each folder's identities come from its ``identities.csv`` (else its sub-folders,
+    else one per file), identities are normalised (:func:`normalise_identity`) and merged across folders
+    (one name, one person), and ``same_person`` (``NAME=OTHER``) joins two names of one person."""
+    folders = [photos] if isinstance(photos, str) else list(photos)
+    if not folders:
+        raise DeepgenError("--photos names no folder; pass a folder of face photos or videos.")
+    real: list[str] = []
+    for d in folders:
+        if not os.path.isdir(d):
+            raise DeepgenError(f"--photos {d} is not a folder; pass a folder of face photos or videos.")
+        r = os.path.realpath(d)
+        for d0, r0 in zip(folders, real):
+            if r == r0 or r.startswith(r0 + os.sep) or r0.startswith(r + os.sep):
+                raise DeepgenError(f"--photos {d} and --photos {d0} overlap (one is, or lies inside, the other); "
+                                   "pass each folder once.")
+        real.append(r)
+    base = os.path.commonpath(real) if len(real) > 1 else None
+    out: list[PhotoInput] = []
+    for d, r in zip(folders, real):
+        files = sorted(
+            os.path.relpath(os.path.join(dd, n), d)
+            for dd, _, names in os.walk(d)
+            for n in names
+            if n.lower().endswith(IMAGE_EXT + VIDEO_EXT) and not n.startswith(".")
+        )
+        if not files:
+            raise DeepgenError(f"--photos {d} holds no photos or videos ({', '.join(IMAGE_EXT + VIDEO_EXT)}); "
+                               "put face photos there.")
+        who = _identity_map(d, files)
+        prefix = os.path.relpath(r, base) if base is not None else ""
+        out += [PhotoInput(os.path.join(d, f), os.path.join(prefix, f) if prefix else f, who[f]) for f in files]
+    alias = _same_person(same_person, {p.identity for p in out})
+    return [replace(p, identity=alias.get(p.identity, p.identity)) for p in out]
 
 
 def _read_source(path: str) -> list[np.ndarray] | None:
@@ -213,48 +333,39 @@ def _read_source(path: str) -> list[np.ndarray] | None:
     return out
 
 
-def load_people(photos: str, landmarks: str = "auto", log: Callable[[str], None] | None = None
-                ) -> tuple[list[Person], str]:
-    """People with their detected faces from a folder of photos/videos, and the landmark model used.
+def load_people(photos: str | Sequence[str], landmarks: str = "auto", log: Callable[[str], None] | None = None,
+                same_person: Sequence[str] = ()) -> tuple[list[Person], str]:
+    """People with their detected faces from one or more folders of photos/videos (:func:`photo_inputs`),
+    and the landmark model used.
 
     Files without a detectable face are left out (and counted in the log); an empty folder, an
-    unreadable file or a folder without any face is a one-sentence error.
+    unreadable file or folders without any face is a one-sentence error.
     """
     log = log or (lambda msg: None)
-    if not os.path.isdir(photos):
-        raise DeepgenError(f"--photos {photos} is not a folder; pass a folder of face photos or videos.")
-    files = sorted(
-        os.path.relpath(os.path.join(d, n), photos)
-        for d, _, names in os.walk(photos)
-        for n in names
-        if n.lower().endswith(IMAGE_EXT + VIDEO_EXT) and not n.startswith(".")
-    )
-    if not files:
-        raise DeepgenError(f"--photos {photos} holds no photos or videos ({', '.join(IMAGE_EXT + VIDEO_EXT)}); "
-                           "put face photos there.")
-    who = _identity_map(photos, files)
+    inputs = photo_inputs(photos, same_person)
+    where = photos if isinstance(photos, str) else " and ".join(photos)
     mark = Landmarker(landmarks)
     people: dict[str, Person] = {}
     no_face = []
-    for rel in files:
-        images = _read_source(os.path.join(photos, rel))
+    for item in inputs:
+        images = _read_source(item.path)
         if images is None:
-            raise DeepgenError(f"{os.path.join(photos, rel)} is not a readable image or video; replace or "
-                               "remove it.")
+            raise DeepgenError(f"{item.path} is not a readable image or video; replace or remove it.")
         kept = [(im, p) for im in images for p in [mark(im)] if p is not None]
         if not kept:
-            no_face.append(rel)
+            no_face.append(item.file)
             continue
-        person = people.setdefault(who[rel], Person(who[rel]))
-        person.sources.append(Source(rel, who[rel], [k[0] for k in kept], [k[1] for k in kept]))
+        person = people.setdefault(item.identity, Person(item.identity))
+        person.sources.append(Source(item.file, item.identity, [k[0] for k in kept], [k[1] for k in kept],
+                                     item.path))
     if not people:
-        raise DeepgenError(f"no face was found in any of the {len(files)} files in --photos {photos}; use "
+        raise DeepgenError(f"no face was found in any of the {len(inputs)} files in --photos {where}; use "
                            "photos or videos that show a face.")
     if no_face:
-        log(f"  {len(no_face)} of {len(files)} files show no detectable face and are left out: "
+        log(f"  {len(no_face)} of {len(inputs)} files show no detectable face and are left out: "
             f"{', '.join(no_face[:5])}{' ...' if len(no_face) > 5 else ''}")
     if len(people) < 2:
-        raise DeepgenError(f"--photos {photos} shows only one person ({next(iter(people))}); a corpus split by "
+        raise DeepgenError(f"--photos {where} shows only one person ({next(iter(people))}); a corpus split by "
                            "identity needs photos of at least 2 people (name them in identities.csv).")
     return [people[k] for k in sorted(people)], mark.name
 
@@ -650,24 +761,27 @@ class Item:
 
 def plan(people: list[Person], splits: dict[str, str], videos: int, families: tuple[str, ...],
          rng: np.random.Generator) -> tuple[list[Item], list[Item]]:
-    """Real and fake items: reals share out the people of every split, fakes only pair people of one split."""
-    n_real = max(2, math.ceil(videos / 2))
-    n_fake = max(1, videos - n_real)
-    labels = sorted(set(splits.values()), key=lambda s: (("train", "val", "test") + (s,)).index(s))
+    """Real and fake items: reals share out the people of every split, fakes only pair people of one split;
+    every split with people gets at least one real (two people's where the layout only swaps faces) and one
+    fake where its people allow (:func:`planned_counts`)."""
+    labels = sorted(set(splits[p.id] for p in people), key=lambda s: (("train", "val", "test") + (s,)).index(s))
     by_split = {s: [p for p in people if splits[p.id] == s] for s in labels}
-    weights = {s: len(ps) for s, ps in by_split.items()}
-    quota = _share(n_real, weights)
+    pair = swap_only(families)
+    n_real, n_fake = planned_counts(videos, len(by_split), pair)
+    quota = _share(n_real, {s: len(ps) for s, ps in by_split.items()})
+    quota = {s: max(quota.get(s, 0), min(2 if pair else 1, len(ps))) for s, ps in by_split.items()}
     reals: list[Item] = []
     for s, ps in by_split.items():
         for k in range(quota[s]):
             person = ps[k % len(ps)]
             src = person.sources[(k // len(ps)) % len(person.sources)]
             reals.append(Item(len(reals), person, src, s))
-    fake_quota = _share(n_fake, {s: sum(r.split == s for r in reals) for s in by_split})
+    forgeable = {s: sum(r.split == s for r in reals) if len(ps) > 1 or not pair else 0 for s, ps in by_split.items()}
+    fake_quota = _share(n_fake, forgeable) if any(forgeable.values()) else {}
     fakes: list[Item] = []
     for s in by_split:
         pool = [r for r in reals if r.split == s]
-        for k in range(fake_quota[s]):
+        for k in range(fake_quota.get(s, 0)):
             tgt = pool[k % len(pool)]
             family = families[(len(fakes) + k // len(pool)) % len(families)]
             others = [r for r in pool if r.person.id != tgt.person.id]
@@ -679,6 +793,19 @@ def plan(people: list[Person], splits: dict[str, str], videos: int, families: tu
             donor = drivers[int(rng.integers(len(drivers)))]
             fakes.append(Item(len(reals) + len(fakes), tgt.person, tgt.source, s, family, tgt.index, donor.index))
     return reals, fakes
+
+
+def swap_only(families: tuple[str, ...]) -> bool:
+    """Whether every family of a layout swaps in another person's face (a fake needs two people of a split)."""
+    return all(f in SWAP_FAMILIES for f in families)
+
+
+def planned_counts(videos: int, groups: int, pair: bool = False) -> tuple[int, int]:
+    """(reals, fakes) for about ``videos`` items over ``groups`` identity groups (train/val/test): half real,
+    and at least one real (two with ``pair``: :func:`swap_only`) and one fake in every group, so no group
+    that has people is left empty."""
+    n_real = max(2, groups * (2 if pair else 1), math.ceil(videos / 2))
+    return n_real, max(1, groups, videos - n_real)
 
 
 def _share(n: int, weights: dict[str, int]) -> dict[str, int]:
@@ -700,8 +827,8 @@ def _share(n: int, weights: dict[str, int]) -> dict[str, int]:
 class _Writer(CorpusFiles):
     """Renders planned items and writes media, masks and the ground-truth sidecar of one photo corpus."""
 
-    def __init__(self, preset: str, root: str, seed: int, style: Style, photos: str, landmark_model: str,
-                 splits: dict[str, str]):
+    def __init__(self, preset: str, root: str, seed: int, style: Style, photos: str | list[str],
+                 landmark_model: str, splits: dict[str, str]):
         self.preset, self.root, self.seed, self.style = preset, root, seed, style
         self.photos, self.landmark_model, self.splits = photos, landmark_model, splits
         self.media: dict[str, dict] = {}
@@ -738,7 +865,9 @@ class _Writer(CorpusFiles):
 
     def finish(self, people: list[Person]) -> None:
         self.write_groundtruth(
-            source="photos", photos=os.path.abspath(self.photos), landmarks=self.landmark_model,
+            source="photos", landmarks=self.landmark_model,
+            photos=(os.path.abspath(self.photos) if isinstance(self.photos, str)
+                    else [os.path.abspath(p) for p in self.photos]),
             families=list(PHOTO_FAMILIES), splits=dict(sorted(self.splits.items())),
             identities={p.id: p.attributes() for p in people},
         )
@@ -892,13 +1021,15 @@ def _wilddeepfake(w: _Writer, reals: list[Item], fakes: list[Item]) -> None:
         w.written += 1
 
 
-def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: int = 0, frames: int | None = None,
-                  size: int | None = None, compressions: tuple[str, ...] = ("c23",), overwrite: bool = False,
-                  landmarks: str = "auto", splits: dict[str, str] | None = None,
-                  log: Callable[[str], None] | None = None) -> str:
-    """Write ``preset``'s layout under ``out`` (local or ``s3://``) with real people from ``photos``; returns ``out``.
+def render_photos(photos: str | Sequence[str], preset: str, out: str, videos: int = 20, seed: int = 0,
+                  frames: int | None = None, size: int | None = None, compressions: tuple[str, ...] = ("c23",),
+                  overwrite: bool = False, landmarks: str = "auto", splits: dict[str, str] | None = None,
+                  log: Callable[[str], None] | None = None, same_person: Sequence[str] = ()) -> str:
+    """Write ``preset``'s layout under ``out`` (local or ``s3://``) with real people from ``photos`` (one
+    folder or several, people merged by name and ``same_person``: :func:`photo_inputs`); returns ``out``.
 
-    ``videos`` is the approximate number of media items (half real); ``frames``/``size`` override the
+    ``videos`` is the approximate number of media items (half real, at least a real and a fake for each
+    split: :func:`planned_counts`); ``frames``/``size`` override the
     preset's clip length and shorter side; ``splits`` (person -> a group name) replaces the seeded
     train/val/test identity split: forgeries pair people of one group only, and groups other than
     train/val/test (the benchmark's folds over people, e.g. ``fold0``) are recorded in the ground
@@ -910,20 +1041,35 @@ def render_photos(photos: str, preset: str, out: str, videos: int = 20, seed: in
     style = corpus_style(preset, frames, size, tuple(compressions))
     root, remote = corpus_root(out, overwrite)
     t0 = time.time()
-    people, model = load_people(photos, landmarks, log)
+    folders = [photos] if isinstance(photos, str) else list(photos)
+    people, model = load_people(photos if isinstance(photos, str) else folders, landmarks, log, same_person)
+    pair = swap_only(LAYOUT_FAMILIES[preset])
+    need_people, need_videos = (6 if pair else 3), sum(planned_counts(0, 3, pair))
+    why = f" (--preset {preset} only swaps the faces of two people of one split)" if pair else ""
     if splits is None:
         splits = split_people(people, np.random.default_rng([seed, 98]))
+        if len(people) < need_people:
+            log(f"only {len(people)} people: a fake in each of train, val and test needs photos of at least "
+                f"{need_people} people and --videos {need_videos}{why}, so some splits hold only reals.")
     else:
         unknown = [p.id for p in people if not splits.get(p.id)]
         if unknown:
             raise DeepgenError(f"the split names no side for person {unknown[0]}; give every person of the "
                                "photos a side.")
     reals, fakes = plan(people, splits, videos, LAYOUT_FAMILIES[preset], np.random.default_rng([seed, 99]))
+    if not fakes:
+        raise DeepgenError(f"no split of these {len(people)} people holds two of them, so no fake can be made"
+                           f"{why}; pass photos of at least {need_people} people and --videos {need_videos}.")
+    groups = len({splits[p.id] for p in people})
+    if len(reals) + len(fakes) > videos:
+        each = "two reals and a fake" if pair else "a real and a fake"
+        log(f"--videos {videos} is fewer than {each} for each of the {groups} splits; rendering "
+            f"{len(reals) + len(fakes)} media items.")
     log(f"{preset} from {len(people)} real people ({model} landmarks): "
         + ", ".join(f"{s} {sum(v == s for v in splits.values())}" for s in sorted(set(splits.values()))))
-    clear_corpus_root(root, remote, inputs=(photos,))
+    clear_corpus_root(root, remote, inputs=tuple(folders))
     with staged_corpus(root, out, remote):
-        w = _Writer(preset, root, seed, style, photos, model, splits)
+        w = _Writer(preset, root, seed, style, photos if isinstance(photos, str) else folders, model, splits)
         if preset == "ffpp":
             _ffpp(w, reals, fakes, tuple(compressions))
         else:
