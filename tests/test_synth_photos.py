@@ -12,6 +12,7 @@ import pytest
 
 from deepgen.cli import main
 from deepgen.datasets import build_manifest
+from deepgen.errors import DeepgenError
 from deepgen.synth import load_groundtruth, load_mask, read_mp4
 from deepgen.synth import photos as ph
 from deepgen.synth.presets import STYLES
@@ -218,3 +219,139 @@ def test_mirrored_cameras_keep_landmark_meaning_so_swaps_fit(people):
         m = similarity_transform(donor.points[0], lm)
         scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         assert 0.5 < scale * donor.iod() / ph._iod(lm) < 2  # the donor's face lands at the target's size
+
+
+# ---------------------------------------------------------------- issue 32 (findings 5, 6) and issue 29 (item 2)
+# Tiny generated photos (procedural faces YuNet finds), so these tests need nothing from ../shared.
+
+
+def _faces(folder, names: list[str], seed: int = 0) -> None:
+    """Write one procedural face photo per relative name (distinct faces)."""
+    from deepgen.synth.face import render_identity, sample_identity
+
+    for i, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        im = render_identity(sample_identity(np.random.default_rng([seed, i]), f"x{i}"), size=96, seed=i)
+        cv2.imwrite(str(path), im[..., ::-1])
+
+
+def _csv(folder, text: str | bytes) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    (folder / "identities.csv").write_bytes(data)
+
+
+@pytest.fixture()
+def four(tmp_path):
+    d = tmp_path / "four"
+    _faces(d, [f"img{i}.png" for i in range(4)])
+    return d
+
+
+def _people_of(folder, same_person=()) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in ph.photo_inputs(folder if isinstance(folder, list) else str(folder), same_person):
+        out.setdefault(p.identity, []).append(p.file)
+    return out
+
+
+@pytest.mark.parametrize("text,match", [
+    ("file,identity\nimg0.png,p1\nimg1.png,p2\nimg0.png,p2\nimg2.png,p3\nimg3.png,p3\n",
+     r"lists img0.png twice, as 'p1' \(row 2\) and 'p2' \(row 4\)"),  # before: the last row won silently
+    ("file,identity\nimg0.png,p1\nimg1.png,  \nimg2.png,p3\nimg3.png,p3\n", "row 3 of .* has no identity"),
+    ("file,identity\nimg0.png,p1\nimg1.png\nimg2.png,p3\nimg3.png,p3\n", "row 3 of .* has no identity"),
+    (b"file,identity\nimg0.png,Jos\xe9\nimg1.png,p2\nimg2.png,p3\nimg3.png,p3\n", "save it as UTF-8"),
+    ("name,person\nimg0.png,p1\n", "needs the header file,identity"),
+])
+def test_identities_csv_problems_are_one_sentence(four, text, match, capsys, tmp_path):
+    _csv(four, text)
+    with pytest.raises(DeepgenError, match=match) as e:
+        ph.photo_inputs(str(four))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.endswith(".") and "identities.csv" in msg
+    err = _error(["synth", "--preset", "ffpp", "--out", str(tmp_path / "out"), "--photos", str(four), "--quiet"],
+                 capsys)
+    assert err == f"error: {msg}"
+
+
+def test_identities_csv_folder_bom_duplicates_and_spelling(four, tmp_path):
+    (four / "identities.csv").mkdir()
+    with pytest.raises(DeepgenError, match="identities.csv is a folder") as e:  # before: IsADirectoryError
+        ph.photo_inputs(str(four))
+    assert "\n" not in str(e.value)
+    (four / "identities.csv").rmdir()
+    # a UTF-8 BOM (Excel's "CSV UTF-8") just works; a file listed twice as the same person is fine;
+    # "P1 " and "p1" are one person (stripped and case-folded)
+    _csv(four, "\ufefffile,identity\nimg0.png,P1 \nimg1.png,p1\nimg1.png,P1\nimg2.png, Zoë\nimg3.png,zoë\n")
+    assert _people_of(four) == {"p1": ["img0.png", "img1.png"], "zoë": ["img2.png", "img3.png"]}
+    people, _ = ph.load_people(str(four), "yunet")
+    assert [p.id for p in people] == ["p1", "zoë"]
+
+
+def test_several_photo_folders_merge_people_by_name(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _faces(a, ["x0.png", "x1.png", "x2.png"], seed=1)
+    _csv(a, "file,identity\nx0.png,Alice\nx1.png,bob\nx2.png,dan\n")
+    _faces(b, ["alice/0.png", "carol/0.png", "al/0.png", "erin/0.png"], seed=2)  # no csv: one person per sub-folder
+    people = _people_of([str(a), str(b)])
+    assert people["alice"] == ["a/x0.png", "b/alice/0.png"]  # one person across folders
+    assert sorted(people) == ["al", "alice", "bob", "carol", "dan", "erin"]
+    merged = _people_of([str(a), str(b)], ["alice=al"])
+    assert sorted(merged) == ["alice", "bob", "carol", "dan", "erin"] and len(merged["alice"]) == 3
+    with pytest.raises(DeepgenError, match="names 'alicia', whom no --photos folder lists"):
+        ph.photo_inputs([str(a), str(b)], ["alicia=al"])
+    with pytest.raises(DeepgenError, match="overlap"):
+        ph.photo_inputs([str(b), str(b / "alice")])
+    # the CLI takes --photos twice (one --photos works as before) and keeps each person on one side
+    out = tmp_path / "ffpp"
+    main(["synth", "--preset", "ffpp", "--out", str(out), "--photos", str(a), "--photos", str(b), "--same-person",
+          "alice=al", "--videos", "12", "--frames", "2", "--size", "48", "--landmarks", "yunet", "--quiet"])
+    gt = load_groundtruth(str(out))
+    assert sorted(gt["splits"]) == ["alice", "bob", "carol", "dan", "erin"]
+    assert gt["photos"] == [str(a), str(b)]
+    seen = _people_splits(str(out), build_manifest("ffpp", str(out)))
+    assert all(len(s) == 1 for s in seen.values()), seen  # nobody on two sides
+    photos = {e["photo"] for e in gt["media"].values()}
+    assert photos <= {f for fs in merged.values() for f in fs}
+
+
+@pytest.mark.parametrize("videos", [2, 3, 4])
+def test_small_photo_corpora_fill_every_split_with_people(four, tmp_path, videos):
+    """Before: KeyError: 'test' for --videos 2, 3 or 4."""
+    logs: list[str] = []
+    root = str(tmp_path / "ffpp")
+    ph.render_photos(str(four), "ffpp", root, videos=videos, frames=2, size=48, landmarks="yunet", log=logs.append)
+    m = build_manifest("ffpp", root).to_pandas()
+    gt = load_groundtruth(root)
+    assert set(gt["splits"].values()) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):  # a real and a fake in each
+        assert set(m[m["split"] == split]["label"]) == {0, 1}, (split, m[["split", "label"]])
+    assert any(line.startswith(f"--videos {videos} is fewer than a real and a fake for each of the 3 splits")
+               for line in logs), logs
+
+
+def test_too_few_people_is_said_in_one_sentence(tmp_path, capsys):
+    two = tmp_path / "two"
+    _faces(two, ["a.png", "b.png"])
+    logs: list[str] = []
+    root = str(tmp_path / "ffpp")
+    ph.render_photos(str(two), "ffpp", root, videos=2, frames=2, size=48, landmarks="yunet", log=logs.append)
+    assert set(load_groundtruth(root)["splits"].values()) == {"train", "test"}
+    assert any(line.startswith("only 2 people:") and "at least 3 people and --videos 6" in line for line in logs)
+    # a layout that only swaps faces needs two people in a split: none here, so one sentence, nothing written
+    err = _error(["synth", "--preset", "celebdf", "--out", str(tmp_path / "c"), "--photos", str(two),
+                  "--videos", "4", "--landmarks", "yunet", "--quiet"], capsys)
+    assert "no fake can be made" in err and "at least 6 people and --videos 9" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_shared_folders_merge_the_one_person_they_share(real_faces_dir):
+    """../shared: real_faces calls Leonardo DiCaprio p9, real_faces_more leonardo_dicaprio (its README)."""
+    more = real_faces_dir.parent / "real_faces_more"
+    if not (more / "identities.csv").is_file():
+        pytest.skip("../shared/data/real_faces_more is absent")
+    apart = _people_of([str(real_faces_dir), str(more)])
+    assert len(apart) == 34
+    merged = _people_of([str(real_faces_dir), str(more)], ["p9=leonardo_dicaprio"])
+    assert len(merged) == 33 and "leonardo_dicaprio" not in merged
+    assert any(f.startswith("real_faces_more/leonardo_dicaprio/") for f in merged["p9"])

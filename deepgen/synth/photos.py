@@ -184,7 +184,7 @@ def _read_identities(path: str) -> dict[str, tuple[str, int]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DeepgenError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}, e.g. a "
+        raise DeepgenError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at position {e.start}, such as a "
                            "Windows-1252 accent); save it as UTF-8.") from e
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip().casefold() for h in next(reader, [])]
