@@ -13,9 +13,11 @@ real item forged frame by frame by one of :data:`PHOTO_FAMILIES`, with its mask 
 
 Landmarks jitter per frame (the blend boundary flickers as in per-frame deepfakes). People are split
 train/val/test BY IDENTITY before anything is rendered, and forgeries only pair people of one split.
-Identities come from ``DIR/identities.csv`` (``file,identity``), else one per sub-folder, else one per
-file. Landmarks: YuNet's 5 points (the project's detector) mapped onto a 68-point mean shape measured
-on real photos, or dlib's 68-point model where ``dlib`` and ``face-recognition-models`` (the
+Identities come from ``DIR/identities.csv`` (``file,identity``, UTF-8), else one per sub-folder, else one
+per file; they are stripped and case-folded (``P1 `` is ``p1``), and with several folders one name is one
+person across them (``same_person`` joins two names of one person): :func:`photo_inputs`. Landmarks:
+YuNet's 5 points (the project's detector) mapped onto a 68-point mean shape measured on real photos, or
+dlib's 68-point model where ``dlib`` and ``face-recognition-models`` (the
 ``landmarks`` extra) are installed; that model's training data (iBUG 300-W) excludes commercial use,
 so it stays optional (``landmarks="yunet"`` never touches it).
 """
@@ -107,7 +109,6 @@ class Source:
     person: str
     images: list[np.ndarray]
     points: list[np.ndarray]  # (68, 2) float32 per image
-    path: str = ""  # where it was read
 
     def iod(self, i: int = 0) -> float:
         """Distance between the eye centres (pixels) in image ``i``."""
@@ -356,8 +357,7 @@ def load_people(photos: str | Sequence[str], landmarks: str = "auto", log: Calla
             no_face.append(item.file)
             continue
         person = people.setdefault(item.identity, Person(item.identity))
-        person.sources.append(Source(item.file, item.identity, [k[0] for k in kept], [k[1] for k in kept],
-                                     item.path))
+        person.sources.append(Source(item.file, item.identity, [k[0] for k in kept], [k[1] for k in kept]))
     if not people:
         raise DeepgenError(f"no face was found in any of the {len(inputs)} files in --photos {where}; use "
                            "photos or videos that show a face.")
