@@ -142,6 +142,11 @@ class Scorer:
         return TemporalFusion.of(self.bundles[0], self.device) if len(self.bundles) == 1 else None
 
     @property
+    def operating_point(self) -> str:
+        """Which decision point is in force (:func:`describe_operating_point`)."""
+        return describe_operating_point(self.bundles)
+
+    @property
     def input_size(self) -> int:
         return int(self.bundles[0].model.cfg.image_size)
 
@@ -185,6 +190,19 @@ def load_ood(bundle):
 
     record, sample = bundle.extras.get("ood"), bundle.reference.get("ood_sample")
     return OodModel(record, sample) if record and sample is not None and len(sample) else None
+
+
+def describe_operating_point(bundles: list) -> str:
+    """One line naming the decision point in force for loaded ``bundles``: the user's own real footage
+    (``adapt threshold``), the balanced point on validation videos, or the raw logit's zero."""
+    op = [b.extras.get("operating_point") for b in bundles]
+    if all(isinstance(o, dict) for o in op):
+        o = op[0]
+        return (f"fitted on {o.get('n_videos')} of your real videos at a false-alarm rate of "
+                f"{float(o.get('false_alarm', float('nan'))):g} (adapt threshold)")
+    if all("logit_offset" in (b.metrics or {}) for b in bundles):
+        return "balanced on the training domain's validation videos"
+    return "the model's own (no fitted decision point)"
 
 
 def frame_scores(logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""``deepgen adapt align|fewshot|protocol``: adapt a checkpoint bundle to a new domain or method."""
+"""``deepgen adapt align|fewshot|threshold|protocol``: adapt a checkpoint bundle to a new domain, method or
+operating point."""
 
 from __future__ import annotations
 
@@ -44,6 +45,28 @@ def fewshot(checkpoint, support, out, k, method, meta_faces, seed, address, over
     click.echo(json.dumps(fewshot_bundle(checkpoint, list(support), out, k=k, method=method,
                                          meta_faces=list(meta_faces) or None, seed=seed, address=address,
                                          overwrite=overwrite), indent=2))
+
+
+@adapt.command("threshold")
+@click.option("--checkpoint", multiple=True, required=True,
+              help="Checkpoint bundle; repeat for an ensemble (then OUT/member-<i> is written for each member).")
+@click.option("--faces", multiple=True, required=True,
+              help="Faces table of your own REAL footage (label 0); repeat to add more.")
+@click.option("--false-alarm", default=0.05, show_default=True, type=float,
+              help="Largest share of these real videos allowed to score P(fake) >= 0.5.")
+@click.option("--out", required=True, help="Output bundle directory.")
+@click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def threshold(checkpoint, faces, false_alarm, out, address, overwrite, quiet) -> None:
+    """Set the decision point on your own real videos: at most --false-alarm of them are flagged."""
+    from deepgen.adapt.threshold import threshold_bundle
+
+    res = threshold_bundle(list(checkpoint), list(faces), out, false_alarm, address, overwrite, quiet)
+    click.echo(f"operating point: {res['n_videos']} real videos, flagged {res['flagged_before']:.3f} -> "
+               f"{res['flagged_after']:.3f} (asked <= {res['false_alarm']:g}); video logit shift "
+               f"{res['shift']:+.4f}; model {res['model_id']}", err=True)
+    click.echo(json.dumps(res, indent=2))
 
 
 @adapt.command("protocol")
