@@ -13,8 +13,10 @@ these functions, so each quantity has one definition:
 - ``uncertainty``: the predictive entropy of ``score``, in nats;
 - ``mutual_info``: with MC dropout, the mutual information (BALD) between the prediction and the
   dropout masks, each pass aggregated to the video exactly like the logit;
-- ``ood_score``: the mean over the item's face crops of each crop's feature distance to the bundle's
-  training features, in units of the threshold fitted at training (:mod:`deepgen.evaluation.ood`);
+- ``ood_score``: the mean over the item's face crops of each crop's distance to the bundle's training
+  crops, in units of the threshold fitted at training (:mod:`deepgen.evaluation.ood`): the larger of the
+  feature distance and the distance of the crop's frozen ImageNet features
+  (:mod:`deepgen.evaluation.frozen`), which fine-tuning never shaped;
   ``in_domain`` is ``ood_score <= 1``. An ensemble takes, per crop, the largest of its members'
   distances, so an item is in domain for the ensemble only if it is for every member (mean of the
   max >= each member's mean); NaN / null when a bundle has no ``ood`` record;
@@ -126,6 +128,7 @@ class Scorer:
     def __post_init__(self):
         oods = [load_ood(b) for b in self.bundles]
         self.ood = oods if all(o is not None for o in oods) else None  # an ensemble checks only if all members can
+        self.frozen_ood = [load_frozen_ood(b) for b in self.bundles]  # None for bundles trained before it
 
     @property
     def model_id(self) -> str:
@@ -163,7 +166,16 @@ class Scorer:
         rest = [model_frame_outputs(b.model, images, self.device) for b in self.bundles[1:]]
         if self.ood is not None:
             feats = [out["features"]] + [r["features"] for r in rest]
-            out["ood"] = np.max([o.frame_scores(f) for o, f in zip(self.ood, feats)], axis=0)
+            parts = [o.frame_scores(f) for o, f in zip(self.ood, feats)]
+            frozen: dict[int, np.ndarray] = {}  # frozen ImageNet features per input size, shared by the members
+            for check in self.frozen_ood:
+                if check is not None:
+                    from deepgen.evaluation.frozen import frozen_features
+
+                    if check.size not in frozen:
+                        frozen[check.size] = frozen_features(images, check.size, self.device)
+                    parts.append(check.frame_scores(frozen[check.size]))
+            out["ood"] = np.max(parts, axis=0)
         if len(self.bundles) > 1:
             members = [out["logit"]] + [r["logit"] for r in rest]
             out["logit"] = combine_logits(members, temperatures=[b.temperature for b in self.bundles])
@@ -190,6 +202,19 @@ def load_ood(bundle):
 
     record, sample = bundle.extras.get("ood"), bundle.reference.get("ood_sample")
     return OodModel(record, sample) if record and sample is not None and len(sample) else None
+
+
+def load_frozen_ood(bundle):
+    """The frozen-backbone part of the bundle's domain check (an :class:`~deepgen.evaluation.ood.OodModel`
+    over :func:`~deepgen.evaluation.frozen.frozen_features`, with its input ``size``), or None."""
+    from deepgen.evaluation.ood import OodModel
+
+    record, sample = (bundle.extras.get("ood") or {}).get("frozen"), bundle.reference.get("ood_frozen_sample")
+    if not record or sample is None or not len(sample):
+        return None
+    check = OodModel({"method": record["method"], "thresholds": {record["method"]: record["threshold"]}}, sample)
+    check.size = int(record["size"])
+    return check
 
 
 def describe_operating_point(bundles: list) -> str:
