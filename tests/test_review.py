@@ -1,5 +1,7 @@
 """`deepgen review`: the static page renders in real headless Chromium (Debian's package), from s3://,
-with its images, no remote URL, and names that stay text."""
+with its images, no remote URL, and names that stay text; hostile tables (NaN and out-of-range scores,
+huge timelines, names and crops, bidi overrides, duplicated chunks) render bounded and in order; the
+page never deletes its own input; analysts' verdicts are clicked, downloaded and read back."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from deepgen import storage
 from deepgen.cli import main
+from deepgen.evaluation.review import MAX_POINTS, review_items
 from deepgen.storage import write_table
 
 CHROMIUM = "/usr/bin/chromium"
@@ -98,3 +102,105 @@ def test_review_page_renders_in_chromium(s3_bucket, tmp_path, capsys):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
     if os.environ.get("DEEPGEN_UPDATE_DOCS"):  # the README's screenshot: DEEPGEN_UPDATE_DOCS=1 pytest tests/test_review.py
         shutil.copy(shot, Path(__file__).resolve().parents[1] / "docs" / "review.png")
+
+
+def _deepgen_table(path: Path, table: pa.Table) -> str:
+    """A scores folder as `deepgen score` commits it (atomic, with deepgen's owner marker)."""
+    with storage.atomic_dir(str(path)) as tmp:
+        write_table(table, storage.join(tmp, "part-00000.parquet"))
+    return str(path)
+
+
+def test_review_never_deletes_its_scores(tmp_path, capsys):
+    rows = [{"media_id": f"v{i}.mp4", "uri": f"/d/{i}.mp4", "status": "ok", "score": i / 10} for i in range(4)]
+    scores = _deepgen_table(tmp_path / "scores", pa.Table.from_pylist(rows))
+    parquet = Path(scores) / "part-00000.parquet"
+    before = parquet.read_bytes()
+    parent = tmp_path / "parent"
+    nested = _deepgen_table(parent / "scores", pa.Table.from_pylist(rows))
+    storage.write_marker(str(parent))  # a folder deepgen wrote holding the scores: --overwrite would delete it
+    for out in (scores, str(Path(scores) / "review"), str(parent)):
+        src = nested if out == str(parent) else scores
+        with pytest.raises(SystemExit) as e:
+            main(["review", "--scores", src, "--out", out, "--overwrite"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+        assert "input" in err or "inside the scores table" in err
+    assert parquet.read_bytes() == before and not (Path(scores) / "index.html").exists()
+    assert not (Path(scores) / "review").exists() and (Path(nested) / "part-00000.parquet").exists()
+
+
+def _hostile_rows(n: int = 300) -> list[dict]:
+    """Rows a careless or hostile producer could write: NaN and out-of-range scores, a 200k-point
+    timeline, a 50k-character name, a crop over the embedding cap, a right-to-left override, NaNs
+    in integer-ish columns."""
+    rng = np.random.default_rng(1)
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(100)
+    rows = []
+    for i in range(n):
+        rows.append({"media_id": f"m{i:04d}.mp4", "uri": f"/d/{i}.mp4", "model_id": "m", "fingerprint": f"f{i}",
+                     "status": "ok", "score": float(rng.uniform(0.0, 0.9)), "label": 1.0, "n_frames": 8.0,
+                     "frame_scores": [0.5, 0.6], "frame_indices": [0.0, 4.0], "frame_times": [0.0, 0.2],
+                     "frame_tracks": [0, 0], "face_crops": [jpeg]})
+    rows[10]["score"] = rows[11]["score"] = float("nan")
+    rows[12]["media_id"], rows[12]["score"] = "TOP.mp4", 0.99
+    for j, bad in zip((13, 14, 15), (7.0, -0.5, float("inf"))):
+        rows[j]["score"], rows[j]["media_id"] = bad, f"INVALID{j}.mp4"
+    big = 200_000
+    rows[20].update(frame_scores=rng.uniform(0, 0.3, big).tolist(), frame_indices=list(range(big)),
+                    frame_times=[j / 25 for j in range(big)], frame_tracks=[0] * big)
+    rows[20]["frame_scores"][123_457] = 0.97  # the one peak the downsampled timeline must keep
+    rows[21]["media_id"] = "L" * 50_000
+    rows[22]["face_crops"] = [jpeg + bytes(25 * 1024 * 1024)]
+    rows[23]["media_id"] = "evil\u202egnp.exe"
+    rows[24].update(label=float("nan"), n_frames=float("nan"), frame_indices=[float("nan"), 4.0])
+    return rows
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed (apt-get install chromium)")
+def test_review_hostile_table_renders_bounded_and_in_order(tmp_path):
+    rows = _hostile_rows()
+    part = tmp_path / "store" / "scores" / "model_id=m" / "date=2026-01-01"
+    write_table(pa.Table.from_pylist(rows), str(part / "part-a-00000.parquet"))
+    write_table(pa.Table.from_pylist(rows[:8]), str(part / "part-b-00000.parquet"))  # a chunk committed twice
+    items = review_items(storage.read_table(str(part)), top=400)
+    assert len(items) == len(rows)
+    assert items[0]["media_id"] == "TOP.mp4"
+    assert [i["media_id"] for i in items[-5:-2]] == ["INVALID13.mp4", "INVALID14.mp4", "INVALID15.mp4"]
+    assert all(i["score_invalid"] for i in items[-5:]) and {i["media_id"] for i in items[-2:]} == {"m0010.mp4",
+                                                                                                  "m0011.mp4"}
+    tl = next(i for i in items if i["media_id"] == "m0020.mp4")["timeline"]
+    assert len(tl["s"]) <= MAX_POINTS and tl["n"] == 200_000 and max(tl["s"]) == 0.97
+
+    out = tmp_path / "review"
+    main(["review", "--scores", str(part), "--out", str(out), "--top", "400", "--page-size", "400"])
+    page = (out / "index.html").stat().st_size
+    assert page < 3 * 1024 * 1024, page  # the 25 MB crop and the 200k-point timeline stay out of the page
+    dom = _chromium(["--dump-dom", (out / "index.html").as_uri()], tmp_path / "profile").stdout
+    m = re.search(r'id="rendered"[^>]*data-rows="(\d+)"[^>]*data-images="(\d+)"[^>]*data-ms="(\d+)"', dom)
+    assert m, dom[:2000]
+    rows_shown, _, ms = map(int, m.groups())
+    assert rows_shown == len(rows) and ms < 10000, (rows_shown, ms)
+    names = re.findall(r'<tr data-idx="\d+"><td class="num">\d+</td><td class="name"><div><bdi dir="auto"[^>]*>([^<]*)<',
+                       dom)
+    assert names[0] == "TOP.mp4" and names[-5:-2] == ["INVALID13.mp4", "INVALID14.mp4", "INVALID15.mp4"]
+    assert dom.count(">invalid score<") == 5
+    assert "crop too large (25600 KB), not embedded" in dom
+    assert "evil[U+202E]gnp.exe" in dom and "\u202e" not in dom
+    body = dom[dom.index('<tbody id="rows">'):dom.index("</tbody>")]  # the rows (the data block holds the name)
+    assert ("L" * 200 + "\u2026<") in body and "L" * 1001 not in body
+
+
+def test_review_renders_string_scores_and_crops(tmp_path):
+    table = pa.Table.from_pylist([
+        {"media_id": "a.mp4", "status": "ok", "score": "0.9", "face_crops": ["not bytes"]},
+        {"media_id": "b.mp4", "status": "ok", "score": "0.4", "face_crops": None},
+        {"media_id": "c.mp4", "status": "ok", "score": None, "face_crops": ["x"]},
+    ])
+    items = review_items(table)
+    assert [i["media_id"] for i in items] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert items[0]["score"] is None and items[0]["score_invalid"] == "0.9"
+    assert items[0]["crop_notes"] == ["invalid image value, not embedded"]
+    out = tmp_path / "review"
+    main(["review", "--scores", _deepgen_table(tmp_path / "s", table), "--out", str(out)])
+    assert (out / "index.html").read_text().count('"score_invalid":"0.') == 2
