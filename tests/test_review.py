@@ -204,3 +204,153 @@ def test_review_renders_string_scores_and_crops(tmp_path):
     out = tmp_path / "review"
     main(["review", "--scores", _deepgen_table(tmp_path / "s", table), "--out", str(out)])
     assert (out / "index.html").read_text().count('"score_invalid":"0.') == 2
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client (aiohttp's websocket) for one page of a headless
+    Chromium started with --remote-debugging-port=0: evaluate, real mouse clicks, downloads."""
+
+    def __init__(self, ws, session: str | None = None):
+        self.ws, self.session, self.next_id = ws, session, 0
+
+    async def send(self, method: str, params: dict | None = None, session: bool = True) -> dict:
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        await self.ws.send_json(msg)
+        while True:
+            reply = await self.ws.receive_json(timeout=30)
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, reply
+                return reply.get("result", {})
+
+    async def eval(self, js: str):
+        res = await self.send("Runtime.evaluate", {"expression": js, "returnByValue": True, "awaitPromise": True})
+        assert "exceptionDetails" not in res, res
+        return res["result"].get("value")
+
+    async def wait(self, js: str, timeout: float = 20) -> None:
+        import asyncio
+
+        t0 = time.monotonic()
+        while not await self.eval(js):
+            assert time.monotonic() - t0 < timeout, f"timed out waiting for {js}"
+            await asyncio.sleep(0.05)
+
+    async def click(self, selector: str) -> None:
+        """A real left click (mouse pressed and released) at the centre of the element ``selector``."""
+        box = await self.eval(f"(() => {{ const e = document.querySelector({selector!r}); e.scrollIntoView("
+                              "{block: 'center'}); const r = e.getBoundingClientRect(); "
+                              "return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
+                                                         "clickCount": 1})
+
+
+def _drive(page: Path, profile: Path, downloads: Path, script) -> object:
+    """Open ``page`` in headless Chromium with downloads into ``downloads`` and run ``script(devtools)``."""
+    import asyncio
+
+    import aiohttp
+
+    proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    async def run():
+        port_file = profile / "DevToolsActivePort"
+        t0 = time.monotonic()
+        while not (port_file.exists() and len(port_file.read_text().split()) >= 2):
+            assert time.monotonic() - t0 < 30, "chromium did not open its DevTools port"
+            await asyncio.sleep(0.05)
+        port, path = port_file.read_text().split()[:2]
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}{path}",
+                                                                      max_msg_size=0) as ws:
+            dt = _DevTools(ws)
+            await dt.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+            target = (await dt.send("Target.createTarget", {"url": page.as_uri()}))["targetId"]
+            dt.session = (await dt.send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"]
+            await dt.wait("!!(document.getElementById('rendered') && document.getElementById('rendered').dataset.ms)")
+            return await script(dt)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: only the browser this test started
+        proc.wait()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium is not installed (apt-get install chromium)")
+def test_review_verdicts_download_and_adapt(ray_session, tiny_bundle, tmp_path, capsys):
+    from deepgen.adapt.verdicts import read_verdicts, real_marked_uris
+    from deepgen.models.bundle import load_bundle
+    from deepgen.testing.toyfaces import toy_faces_table
+
+    faces = toy_faces_table(n_per_class=6, size=48, seed=3, dataset="toy")
+    faces_uri = str(tmp_path / "faces.parquet")
+    write_table(faces, faces_uri)
+    truth = dict(zip(faces.column("media_id").to_pylist(), faces.column("label").to_pylist()))
+    ids = sorted(truth)
+    rng = np.random.default_rng(0)
+    scores = _deepgen_table(tmp_path / "scores", pa.Table.from_pylist(
+        [{"media_id": m, "uri": f"/media/{m}", "model_id": "m1", "fingerprint": f"fp{i}", "status": "ok",
+          "score": float(rng.uniform())} for i, m in enumerate(ids)]))
+    out = tmp_path / "review"
+    main(["review", "--scores", scores, "--out", str(out), "--page-size", "5"])
+    capsys.readouterr()
+    reals = [m for m in ids if truth[m] == 0]
+    fakes = [m for m in ids if truth[m] == 1]
+    # the analyst: 4 real (one of them a fake in the table: the analyst's word wins), 4 fake, 2 unsure
+    marks = {**{m: "real" for m in reals[:3] + fakes[:1]}, **{m: "fake" for m in fakes[1:5]},
+             **{m: "unsure" for m in reals[3:5]}}
+
+    async def analyst(dt):
+        order = await dt.eval("D.items.map(i => i.media_id)")
+        per_page = {}
+        for m, v in marks.items():
+            per_page.setdefault(order.index(m) // 5, []).append((order.index(m), v))
+        for p in range(3):
+            for idx, v in per_page.get(p, []):
+                await dt.click(f'tr[data-idx="{idx}"] button[data-v="{v}"]')
+            if p < 2:
+                await dt.click("#next")
+        await dt.click("#prev")
+        await dt.click("#prev")  # back on page 1: its marks survived paging
+        on_first = await dt.eval("[...document.querySelectorAll('#rows tr')].map(tr => "
+                                 "[+tr.dataset.idx, (tr.querySelector('button.on') || {}).textContent || null])")
+        await dt.click("#download")
+        return order, on_first, await dt.eval("document.getElementById('verdicts-csv').textContent")
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    order, on_first, shown_csv = _drive(out / "index.html", tmp_path / "profile", downloads, analyst)
+    assert on_first == [[i, marks.get(order[i])] for i in range(5)]
+    t0 = time.monotonic()
+    while not (downloads / "verdicts.csv").exists():  # Chromium renames its .crdownload when complete
+        assert time.monotonic() - t0 < 20, list(downloads.iterdir())
+        time.sleep(0.05)
+    raw = (downloads / "verdicts.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw[3:].decode() == shown_csv  # the blob download under the CSP
+    lines = raw[3:].decode().splitlines()
+    assert lines[0] == "media_id,uri,model_id,fingerprint,score,verdict,marked_at" and len(lines) == 1 + len(marks)
+    got = {line.split(",")[0]: line.split(",") for line in lines[1:]}
+    assert {m: r[5] for m, r in got.items()} == marks and all(r[2] == "m1" and r[6].endswith("Z") for r in got.values())
+
+    verdicts = read_verdicts(str(downloads / "verdicts.csv"), scores)
+    assert dict(zip(verdicts["media_id"], verdicts["label"])) == {m: {"real": 0, "fake": 1, "unsure": None}[v]
+                                                                  for m, v in marks.items()}
+    assert sorted(real_marked_uris(verdicts)) == sorted(f"/media/{m}" for m, v in marks.items() if v == "real")
+
+    adapted = str(tmp_path / "adapted")
+    main(["adapt", "fewshot", "--checkpoint", tiny_bundle, "--support", faces_uri, "--labels",
+          str(downloads / "verdicts.csv"), "--scores", scores, "--out", adapted, "--k", "4"])
+    # with the table's labels instead of the analyst's the marked items would hold 3 reals, fewer than k=4
+    rec = load_bundle(adapted).extras["fewshot"]
+    assert (rec["marked_real"], rec["marked_fake"], rec["marked_unsure"]) == (4, 4, 2)
+    assert rec["labels"] == str(downloads / "verdicts.csv")
+    with pytest.raises(SystemExit):
+        main(["adapt", "fewshot", "--checkpoint", tiny_bundle, "--support", faces_uri, "--labels",
+              str(downloads / "verdicts.csv"), "--scores", scores, "--out", str(tmp_path / "a2"), "--k", "5"])
+    assert "fewer than k=5" in capsys.readouterr().err

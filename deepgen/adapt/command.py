@@ -29,7 +29,13 @@ def align(checkpoint, target_faces, out, method, eps, address, overwrite) -> Non
 
 @adapt.command("fewshot")
 @click.option("--checkpoint", required=True, help="Source checkpoint bundle.")
-@click.option("--support", multiple=True, required=True, help="Labelled faces of the new manipulation and reals.")
+@click.option("--support", multiple=True, required=True,
+              help="Labelled faces of the new manipulation and reals (faces tables or extract outputs).")
+@click.option("--labels", default=None,
+              help="Verdicts CSV from the review page's Download verdicts: the support set becomes the --support "
+                   "faces of the items marked real or fake, labelled as the analyst marked them (the tables' "
+                   "labels are ignored, unsure items dropped). Needs --scores.")
+@click.option("--scores", default=None, help="With --labels: the scores table the review page was made from.")
 @click.option("--out", required=True, help="Output bundle directory.")
 @click.option("--k", default=5, show_default=True, help="Support faces per class.")
 @click.option("--method", type=click.Choice(["fomaml", "finetune"]), default="finetune", show_default=True)
@@ -37,13 +43,17 @@ def align(checkpoint, target_faces, out, method, eps, address, overwrite) -> Non
 @click.option("--seed", default=0, show_default=True)
 @click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
 @click.option("--overwrite", is_flag=True)
-def fewshot(checkpoint, support, out, k, method, meta_faces, seed, address, overwrite) -> None:
-    """Adapt the head to a new manipulation from k labelled faces per class."""
+def fewshot(checkpoint, support, labels, scores, out, k, method, meta_faces, seed, address, overwrite) -> None:
+    """Adapt the head to a new manipulation from k labelled faces per class.
+
+    With --labels/--scores the labels are an analyst's verdicts from `deepgen review`: no re-extraction,
+    the faces come from --support (extracted from the same manifest, so media_ids match).
+    """
     from deepgen.adapt.bundles import fewshot_bundle
 
     click.echo(json.dumps(fewshot_bundle(checkpoint, list(support), out, k=k, method=method,
                                          meta_faces=list(meta_faces) or None, seed=seed, address=address,
-                                         overwrite=overwrite), indent=2))
+                                         overwrite=overwrite, labels=labels, scores=scores), indent=2))
 
 
 @adapt.command("protocol")
