@@ -63,17 +63,21 @@ def fewshot(checkpoint, support, labels, scores, out, k, method, meta_faces, see
 @click.option("--k", "ks", multiple=True, type=int, default=(0, 1, 5, 20), show_default=True)
 @click.option("--repeats", default=1, show_default=True)
 @click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
-def protocol(checkpoint, faces, out, ks, repeats, address) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace a protocol directory deepgen wrote before.")
+def protocol(checkpoint, faces, out, ks, repeats, address, overwrite) -> None:
     """Leave one manipulation out: AUC vs k for none / CORAL / moment / fine-tune / FOMAML."""
     from deepgen import storage
     from deepgen.adapt.bundles import protocol_table
     from deepgen.adapt.protocol import summarize
 
+    inputs = [checkpoint, *faces]
+    storage.check_output_path(out, inputs=inputs, overwrite=overwrite)  # before any work
     table = protocol_table(checkpoint, list(faces), tuple(ks), repeats=repeats, address=address)
     summary = summarize(table)
-    storage.write_bytes(storage.join(out, "protocol.csv"), table.to_csv(index=False).encode())
     page = ("<html><body><h1>Leave-one-manipulation-out adaptation</h1><p>mean AUC over held-out methods</p>"
             + summary.to_html(float_format="%.3f") + "<h2>per held-out method</h2>"
             + table.to_html(index=False, float_format="%.3f") + "</body></html>")
-    storage.write_bytes(storage.join(out, "protocol.html"), page.encode())
+    with storage.atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
+        storage.write_bytes(storage.join(tmp, "protocol.csv"), table.to_csv(index=False).encode())
+        storage.write_bytes(storage.join(tmp, "protocol.html"), page.encode())
     click.echo(summary.to_string(float_format="%.3f"))
