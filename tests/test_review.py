@@ -206,6 +206,18 @@ def test_review_renders_string_scores_and_crops(tmp_path):
     assert (out / "index.html").read_text().count('"score_invalid":"0.') == 2
 
 
+def test_review_page_image_budget(tmp_path, monkeypatch):
+    from deepgen.evaluation import review
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(600)  # about 820 bytes as a data URL
+    table = pa.Table.from_pylist([{"media_id": f"v{i}", "status": "ok", "score": 1 - i / 10, "face_crops": [png]}
+                                  for i in range(5)])
+    monkeypatch.setattr(review, "MAX_EMBEDDED", 2000)
+    items = review_items(table)
+    assert [len(i["crops"]) for i in items] == [1, 1, 0, 0, 0]
+    assert items[2]["crop_notes"] == ["page image budget reached, not embedded"]
+
+
 class _DevTools:
     """A minimal Chrome DevTools Protocol client (aiohttp's websocket) for one page of a headless
     Chromium started with --remote-debugging-port=0: evaluate, real mouse clicks, downloads."""
@@ -321,7 +333,12 @@ def test_review_verdicts_download_and_adapt(ray_session, tiny_bundle, tmp_path, 
         on_first = await dt.eval("[...document.querySelectorAll('#rows tr')].map(tr => "
                                  "[+tr.dataset.idx, (tr.querySelector('button.on') || {}).textContent || null])")
         await dt.click("#download")
-        return order, on_first, await dt.eval("document.getElementById('verdicts-csv').textContent")
+        csv_text = await dt.eval("document.getElementById('verdicts-csv').textContent")
+        await dt.send("Page.reload")  # the marks are kept in localStorage for this scores table
+        await dt.wait("document.readyState === 'complete' && !!document.getElementById('rendered').dataset.ms")
+        kept = await dt.eval("[document.getElementById('marked').dataset.n, document.querySelectorAll('button.on').length]")
+        assert kept == [str(len(marks)), sum(order.index(m) < 5 for m in marks)], kept
+        return order, on_first, csv_text
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
