@@ -63,7 +63,7 @@ def read_verdicts(csv_uri: str, scores_uri: str) -> pd.DataFrame:
     if "media_id" not in table.column_names:
         raise DeepgenError(f"scores table {scores_uri} has no media_id column; pass the scores table the review "
                            "page was made from.")
-    cols = [c for c in ("media_id", "uri", "model_id", "score") if c in table.column_names]
+    cols = [c for c in ("media_id", "uri", "model_id", "fingerprint", "score") if c in table.column_names]
     scored: dict[str, list[dict]] = {}
     for r in dedupe_scores(table).select(cols).to_pylist():
         scored.setdefault(str(r["media_id"]), []).append(r)
@@ -87,6 +87,8 @@ def read_verdicts(csv_uri: str, scores_uri: str) -> pd.DataFrame:
                                    f"{scores_uri} holds model_id {', '.join(found)} for {media_id[:200]!r}; pass the "
                                    f"scores table of model {model_id!r}.")
             matches = same
+        fingerprint = (r.get("fingerprint") or "").strip()
+        matches = [m for m in matches if str(m.get("fingerprint")) == fingerprint] or matches  # a rescored item
         m = matches[0]
         k = (media_id, str(m.get("model_id") or ""))
         if k in out and out[k]["verdict"] != verdict:
