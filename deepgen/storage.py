@@ -350,6 +350,14 @@ def protected_reason(uri: str, inputs: Iterable[str] = ()) -> str | None:
     return None
 
 
+def lies_under(child: str, parent: str) -> bool:
+    """True when ``child`` is ``parent`` or lies inside it (local paths resolved, ``s3://`` keys normalised),
+    e.g. an output folder inside an input table that is read recursively."""
+    if is_remote(child) != is_remote(parent):
+        return False
+    return _is_ancestor(_norm_key(parent), _norm_key(child))
+
+
 def owned_by_deepgen(uri: str, markers: Iterable[str] = ()) -> bool:
     """True when ``uri`` is a directory deepgen wrote: its ``_SUCCESS`` carries deepgen's stamp, or one
     of the caller's own settings files (``markers``, e.g. an extraction's ``settings.json``) is there."""
