@@ -123,3 +123,35 @@ def test_adapt_threshold_refuses_fakes_too_few_videos_and_bad_rates(ray_session,
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and words in err[-1] and err[-1].startswith("error:"), err
         assert not out.exists()
+
+
+def test_adapt_threshold_from_analyst_verdicts(tmp_path, tiny_bundle, capsys):
+    """The items marked real on the review page set the point from the logits their scores table holds."""
+    import pandas as pd
+
+    from deepgen.scoring.pipeline import scores_schema
+
+    model_id = load_bundle(tiny_bundle).model_id
+    logits = np.linspace(-2.0, 3.0, 30)
+    rows = [{"media_id": f"m{i:02d}", "uri": f"/media/m{i:02d}.mp4", "fingerprint": "f", "model_id": model_id,
+             "status": "ok", "logit": float(z), "score": float(1 / (1 + np.exp(-z / 1.5)))}
+            for i, z in enumerate(logits)]
+    scores = str(tmp_path / "scores.parquet")
+    write_table(pa.Table.from_pylist(rows, schema=scores_schema()), scores)
+    verdicts = tmp_path / "verdicts.csv"  # 24 marked real (one of them the top-scored item), 6 fake
+    pd.DataFrame({"media_id": [r["media_id"] for r in rows], "model_id": model_id,
+                  "verdict": ["real"] * 23 + ["fake"] * 6 + ["real"]}).to_csv(verdicts, index=False)
+    out = str(tmp_path / "op")
+    main(["adapt", "threshold", "--checkpoint", tiny_bundle, "--labels", str(verdicts), "--scores", scores,
+          "--false-alarm", "0.05", "--out", out, "--quiet"])
+    res = json.loads(capsys.readouterr().out)
+    real = np.r_[logits[:23], logits[29]]
+    assert res["n_videos"] == 24 and flagged_share(real, res["shift"]) <= 0.05
+    assert res["shift"] == fit_false_alarm_shift(real, 0.05)
+    assert str(verdicts) in load_bundle(out).metrics["operating_point"]["fitted_on"]
+    other = tmp_path / "other.csv"  # verdicts on another model's scores cannot set this bundle's point
+    pd.DataFrame({"media_id": ["m00"], "model_id": "0123456789abcdef", "verdict": ["real"]}).to_csv(other, index=False)
+    with pytest.raises(SystemExit):
+        main(["adapt", "threshold", "--checkpoint", tiny_bundle, "--labels", str(other), "--scores", scores,
+              "--out", str(tmp_path / "op2"), "--quiet"])
+    assert "error:" in capsys.readouterr().err

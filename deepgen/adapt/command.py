@@ -60,19 +60,23 @@ def fewshot(checkpoint, support, labels, scores, out, k, method, meta_faces, see
 @adapt.command("threshold")
 @click.option("--checkpoint", multiple=True, required=True,
               help="Checkpoint bundle; repeat for an ensemble (then OUT/member-<i> is written for each member).")
-@click.option("--faces", multiple=True, required=True,
+@click.option("--faces", multiple=True,
               help="Faces table of your own REAL footage (label 0); repeat to add more.")
+@click.option("--labels", default=None,
+              help="Verdicts CSV downloaded from the review page: the items marked real join the fit (needs --scores).")
+@click.option("--scores", default=None, help="The scores table the review page (and --labels) was made from.")
 @click.option("--false-alarm", default=0.05, show_default=True, type=float,
               help="Largest share of these real videos allowed to score P(fake) >= 0.5.")
 @click.option("--out", required=True, help="Output bundle directory.")
 @click.option("--address", default=None, help="Ray address; embedded Ray if unset.")
 @click.option("--overwrite", is_flag=True)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def threshold(checkpoint, faces, false_alarm, out, address, overwrite, quiet) -> None:
+def threshold(checkpoint, faces, labels, scores, false_alarm, out, address, overwrite, quiet) -> None:
     """Set the decision point on your own real videos: at most --false-alarm of them are flagged."""
     from deepgen.adapt.threshold import threshold_bundle
 
-    res = threshold_bundle(list(checkpoint), list(faces), out, false_alarm, address, overwrite, quiet)
+    res = threshold_bundle(list(checkpoint), list(faces), out, false_alarm, address, overwrite, quiet,
+                           labels=labels, scores=scores)
     click.echo(f"operating point: {res['n_videos']} real videos, flagged {res['flagged_before']:.3f} -> "
                f"{res['flagged_after']:.3f} (asked <= {res['false_alarm']:g}); video logit shift "
                f"{res['shift']:+.4f}; model {res['model_id']}", err=True)

@@ -67,10 +67,11 @@ def flagged_share(video_logits, shift: float = 0.0) -> float:
 
 
 def real_video_logits(checkpoints: list[str], faces: list[str], false_alarm: float = 0.05,
-                      quiet: bool = False) -> tuple[np.ndarray, list[str]]:
+                      quiet: bool = False, already: int = 0) -> tuple[np.ndarray, list[str]]:
     """Video logits (before the final temperature) of every video in ``faces`` under the bundle or
     ensemble ``checkpoints``, scored on Ray through the one inference path; refuses tables that hold
-    fakes, or too few videos to resolve ``false_alarm``, before any scoring."""
+    fakes, or too few videos (with ``already`` real videos from elsewhere) to resolve ``false_alarm``,
+    before any scoring."""
     import pyarrow.compute as pc
 
     from deepgen.evaluation.run import _load_faces, score_frames
@@ -84,8 +85,9 @@ def real_video_logits(checkpoints: list[str], faces: list[str], false_alarm: flo
                            "point is fitted on real videos only, so pass faces of real footage (label 0).")
     n_videos = len(pc.unique(table.column("media_id")))
     need = min_real_videos(false_alarm)
-    if n_videos < need:
-        raise DeepgenError(f"the faces tables {', '.join(faces)} hold {n_videos} real videos with a face, too few "
+    if n_videos + already < need:
+        raise DeepgenError(f"the faces tables {', '.join(faces)} hold {n_videos} real videos with a face"
+                           + (f" (and {already} more marked real)" if already else "") + ", too few "
                            f"to resolve a false-alarm rate of {false_alarm:g} (at least {need} are needed); pass more "
                            "real footage or a larger --false-alarm.")
     scorer = Scorer.load(checkpoints, device="cpu")  # temperatures and temporal head of what is scored
@@ -93,6 +95,25 @@ def real_video_logits(checkpoints: list[str], faces: list[str], false_alarm: flo
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
     videos = aggregate_media(frames, scorer.temperature, scorer.temporal)
     return videos["logit"].to_numpy(np.float64), videos["media_id"].astype(str).tolist()
+
+
+def verdict_video_logits(labels: str, scores: str, model_id: str) -> tuple[np.ndarray, list[str]]:
+    """Video logits of the items an analyst marked real on the review page (``labels``, the verdicts CSV)
+    as the scores table ``scores`` holds them; they must have been scored by ``model_id``."""
+    from deepgen.adapt.verdicts import read_verdicts
+
+    v = read_verdicts(labels, scores)
+    real = v[v["verdict"] == "real"]
+    other = sorted({str(m) for m in real["model_id"] if m is not None and str(m) != model_id})
+    if other:
+        raise DeepgenError(f"the verdicts in {labels} were made on the scores of model {other[0]}, not of the "
+                           f"checkpoint's model {model_id}; rescore the real items with this checkpoint or pass its "
+                           "bundle.")
+    logits = real["logit"].to_numpy(np.float64)
+    if len(real) and not np.isfinite(logits).all():
+        raise DeepgenError(f"the scores table {scores} holds no logit for {int((~np.isfinite(logits)).sum())} items "
+                           f"marked real in {labels}; rescore them first.")
+    return logits, real["media_id"].astype(str).tolist()
 
 
 def _member_scale(bundle, ensemble: bool) -> float:
@@ -106,30 +127,46 @@ def _member_scale(bundle, ensemble: bool) -> float:
 
 
 def threshold_bundle(checkpoints: list[str], faces: list[str], out: str, false_alarm: float = 0.05,
-                     address: str | None = None, overwrite: bool = False, quiet: bool = False) -> dict:
+                     address: str | None = None, overwrite: bool = False, quiet: bool = False,
+                     labels: str | None = None, scores: str | None = None) -> dict:
     """Fit the operating point of ``checkpoints`` (one bundle, or an ensemble's members) on the real
-    videos of ``faces`` and write the shifted bundle to ``out`` (an ensemble: ``out/member-<i>``)."""
+    videos of ``faces`` and/or the items an analyst marked real (``labels``: the review page's verdicts
+    CSV, with the ``scores`` table it was made from), and write the shifted bundle to ``out`` (an
+    ensemble: ``out/member-<i>``)."""
     from deepgen.adapt.bundles import _save
     from deepgen.inference import ensemble_model_id
     from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
 
-    if not checkpoints or not faces:
-        raise DeepgenError("adapt threshold needs --checkpoint and at least one --faces table of real videos; "
-                           "pass both.")
+    if not checkpoints or not (faces or labels):
+        raise DeepgenError("adapt threshold needs --checkpoint and real videos: --faces tables of real footage "
+                           "and/or --labels verdicts.csv with --scores; pass them.")
+    if bool(labels) != bool(scores):
+        raise DeepgenError("--labels (the review page's verdicts CSV) needs --scores, the scores table the page was "
+                           "made from, and --scores needs --labels; pass both.")
     false_alarm = check_false_alarm(false_alarm)
-    inputs = [*checkpoints, *faces]
+    inputs = [*checkpoints, *faces, *([labels, scores] if labels else [])]
     storage.check_output_path(out, inputs=inputs, overwrite=overwrite, markers=OWNER_MARKERS)  # before any work
     t0 = time.perf_counter()
     bundles = [load_bundle(c) for c in checkpoints]
-    init_ray(address)
-    logits, media = real_video_logits(list(checkpoints), faces, false_alarm, quiet=quiet)
+    logits, media = np.zeros(0), []
+    if labels:
+        logits, media = verdict_video_logits(labels, scores, ensemble_model_id([b.model_id for b in bundles]))
+    if faces:
+        init_ray(address)
+        more, more_media = real_video_logits(list(checkpoints), faces, false_alarm, quiet=quiet,
+                                             already=len(set(media)))
+        logits, media = np.r_[logits, more], media + more_media
+    elif len(logits) < min_real_videos(false_alarm):
+        raise DeepgenError(f"{labels} marks {len(logits)} items real, too few to resolve a false-alarm rate of "
+                           f"{false_alarm:g} (at least {min_real_videos(false_alarm)} are needed); mark more real "
+                           "items, add --faces of real footage or pass a larger --false-alarm.")
     shift = fit_false_alarm_shift(logits, false_alarm)
     ensemble = len(bundles) > 1
     record = {
         "false_alarm": false_alarm, "n_videos": len(logits), "shift": shift,
         "flagged_before": flagged_share(logits), "flagged_after": flagged_share(logits, shift),
-        "fitted_on": list(faces), "source_checkpoints": list(checkpoints),
+        "fitted_on": [*faces, *([labels] if labels else [])], "source_checkpoints": list(checkpoints),
         "source_model_id": ensemble_model_id([b.model_id for b in bundles]),
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -54,7 +54,7 @@ def _score(v) -> float | None:
 def read_verdicts(csv_uri: str, scores_uri: str) -> pd.DataFrame:
     """The analyst's verdicts joined with the scores table they were made on (on ``media_id``, and
     ``model_id`` when both have one): columns media_id, uri, verdict, label (1 fake, 0 real, None
-    unsure), score (NaN when the table has no valid score). Every mismatch is one sentence naming the row and the fix."""
+    unsure), score and logit (NaN when the table has no valid one), model_id. Every mismatch is one sentence naming the row and the fix."""
     rows = _read_csv(csv_uri)
     if not storage.exists(scores_uri):
         raise DeepgenError(f"scores table {scores_uri} does not exist; pass the scores table the review page was "
@@ -63,7 +63,7 @@ def read_verdicts(csv_uri: str, scores_uri: str) -> pd.DataFrame:
     if "media_id" not in table.column_names:
         raise DeepgenError(f"scores table {scores_uri} has no media_id column; pass the scores table the review "
                            "page was made from.")
-    cols = [c for c in ("media_id", "uri", "model_id", "fingerprint", "score") if c in table.column_names]
+    cols = [c for c in ("media_id", "uri", "model_id", "fingerprint", "score", "logit") if c in table.column_names]
     scored: dict[str, list[dict]] = {}
     for r in dedupe_scores(table).select(cols).to_pylist():
         scored.setdefault(str(r["media_id"]), []).append(r)
@@ -95,8 +95,10 @@ def read_verdicts(csv_uri: str, scores_uri: str) -> pd.DataFrame:
             raise DeepgenError(f"verdicts file {csv_uri} marks {media_id[:200]!r} both {out[k]['verdict']} and "
                                f"{verdict} (row {n}); keep one row per item.")
         out[k] = {"media_id": media_id, "uri": m.get("uri") if m.get("uri") is not None else r.get("uri") or None,
-                  "verdict": verdict, "label": VERDICTS[verdict], "score": _score(m.get("score"))}
-    frame = pd.DataFrame(list(out.values()), columns=["media_id", "uri", "verdict", "label", "score"])
+                  "verdict": verdict, "label": VERDICTS[verdict], "score": _score(m.get("score")),
+                  "logit": _score(m.get("logit")), "model_id": m.get("model_id")}
+    frame = pd.DataFrame(list(out.values()), columns=["media_id", "uri", "verdict", "label", "score", "logit",
+                                                      "model_id"])
     frame["label"] = pd.Series([v["label"] for v in out.values()], dtype=object, index=frame.index)
     return frame
 
