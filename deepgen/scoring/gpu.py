@@ -6,7 +6,9 @@ GPU from the full-resolution frames. Nothing but the small frames leaves the dev
 the model as one uint8 tensor. Several videos are in flight per actor (threads), so several NVDEC
 engines work at once. Where torchcodec (or its FFmpeg, or NVDEC) is missing, PyAV decodes on the CPU
 instead, announced by one log line; on a CPU-only machine the same code runs with torchcodec's CPU
-decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`.
+decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`. Both decoders turn
+frames upright by the stream's display matrix (torchcodec >= 0.17 itself, on every device; PyAV in
+:func:`deepgen.video.upright`), so phone video stored sideways is cropped as players show it.
 """
 
 from __future__ import annotations
