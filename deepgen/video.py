@@ -10,6 +10,7 @@ is ever built.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -32,7 +33,8 @@ MAX_ENCODED_BYTES = int(os.environ.get("DEEPGEN_MAX_ENCODED_BYTES", 2 << 30))  #
 
 
 class MediaError(DeepgenError):
-    """A media item that cannot be used; ``status`` is missing, unreadable, decode_error or too_large."""
+    """A media item that cannot be used; ``status`` is missing, unreadable, decode_error or too_large, or
+    error where the cause is outside the item (it cannot be accessed now)."""
 
     def __init__(self, status: str, uri: str, reason: str):
         self.status, self.uri, self.reason = status, uri, reason
@@ -65,10 +67,29 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             warnings.simplefilter("ignore")  # PIL's decompression-bomb warning: the caller decides
             with Image.open(io.BytesIO(data)) as im:
                 return im.size
-    except Image.DecompressionBombError:
-        return (1 << 16, 1 << 16)  # over PIL's own hard limit: surely over ours
+    except Image.DecompressionBombError:  # over PIL's own limit: read the true size from the header alone
+        return _header_size(data)
     except Exception:
         return None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the first PIL format plugin that accepts ``data`` reads it from the header,
+    without PIL's decompression-bomb check (``Image.open`` applies that check after the same plugin call)."""
+    import io
+
+    from PIL import Image
+
+    Image.init()
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        if accept and not accept(data[:16]):
+            continue
+        try:
+            return factory(io.BytesIO(data), None).size
+        except Exception:
+            continue
+    return None
 
 
 @dataclass
@@ -103,6 +124,20 @@ def uniform_indices(n_total: int, n: int) -> list[int]:
 
 
 SAMPLINGS = ("uniform", "clips")
+
+
+def check_sampling(frames: int, sampling: str = "uniform", clip_len: int = 8) -> None:
+    """Refuse sampling options no media could satisfy, in one sentence naming the option (run before any work:
+    an item sampled with them would fail through no fault of its own)."""
+    def whole(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not whole(frames) or frames < 1:
+        raise DeepgenError(f"--frames is {frames!r}; sample 1 or more frames per video.")
+    if sampling not in SAMPLINGS:
+        raise DeepgenError(f"--sampling {sampling!r} is unknown; use {' or '.join(SAMPLINGS)}.")
+    if not whole(clip_len) or clip_len < 1:
+        raise DeepgenError(f"--clip-len is {clip_len!r}; give 1 or more frames per run.")
 
 
 def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tuple[int, int]], int]:
@@ -164,10 +199,7 @@ def sample_frames(
     Raises :class:`MediaError` (status missing|unreadable|decode_error) for media that can't be used.
     """
     uri = str(uri)
-    if sampling not in SAMPLINGS:
-        raise DeepgenError(f"sampling {sampling!r} is unknown; use {' or '.join(SAMPLINGS)}.")
-    if clip_len < 1:
-        raise DeepgenError(f"clip length {clip_len} is too small; pass --clip-len 1 or more.")
+    check_sampling(n_frames, sampling, clip_len)
     clips = clip_len if sampling == "clips" else 0
     if media_type == "video":
         return _sample_video(uri, n_frames, max_side, threads, clips)
@@ -193,8 +225,11 @@ def _open(uri: str, max_bytes: int | None = None):
         info = fs.info(path)
     except FileNotFoundError:
         raise MediaError("missing", uri, "no such file or key") from None
-    except OSError as e:  # permission denied, unreachable endpoint
-        raise MediaError("unreadable", uri, f"cannot be accessed ({_why(e)})") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError("unreadable", uri, "is a symlink loop; point the link at a real file") from None
+        # permission denied, unreachable endpoint: the environment's doing, so status error (tried again)
+        raise MediaError("error", uri, f"cannot be accessed ({_why(e)}); fix the access and run again") from None
     if info.get("type") == "directory":
         raise MediaError("unreadable", uri, "is a directory, not a media file")
     if not info.get("size"):
@@ -220,6 +255,8 @@ def _decode_image(data: bytes, uri: str) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError("unreadable", uri, "is not a decodable image")
+    # what was decoded, whatever its name says: formats PIL cannot read (Radiance HDR, ...) skip the header check
+    check_pixels(img.shape[1], img.shape[0], uri)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
