@@ -304,3 +304,35 @@ def test_score_file_exits_non_zero_when_the_item_gets_no_score(tmp_path, tiny_bu
     code, out, err = _cli(capsys, ["score", _face_video(tmp_path / "a.mp4"), "--checkpoint", tiny_bundle,
                                    "--frames", "4"])
     assert code == 0 and "score " in out, (out, err)
+
+
+def _bump(uri: str, n: int) -> None:
+    from deepgen import storage
+
+    for _ in range(n):
+        while True:
+            data, version = storage.read_versioned(uri)
+            if storage.replace_if_version(uri, str(int(data) + 1).encode(), version) is not None:
+                break
+
+
+def test_local_compare_and_swap_stays_exclusive_and_leaves_no_lock_file(tmp_path):
+    import multiprocessing
+    import os
+
+    from deepgen import storage
+    from deepgen.scoring.lease import Lease, lease_uri
+
+    uri = str(tmp_path / "leases" / "counter.json")
+    storage.write_bytes(uri, b"0")
+    procs = [multiprocessing.get_context("spawn").Process(target=_bump, args=(uri, 25)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert storage.read_versioned(uri)[0] == b"100"  # no lost update: the lock still excludes
+    with Lease(str(tmp_path / "store"), "m1", wait_s=1):
+        pass
+    assert os.listdir(tmp_path / "leases") == ["counter.json"]
+    assert not [f for f in os.listdir(os.path.dirname(lease_uri(str(tmp_path / "store"), "m1"))) if f.endswith(".lock")]
