@@ -6,6 +6,12 @@ frame. ``clips``: runs of ``clip_len`` consecutive frames, each starting at a ke
 the video (:func:`clip_runs`); the decoder seeks to each run's keyframe and decodes only the run.
 Only sampled frames are converted, straight to the reduced size, so no full-resolution RGB array
 is ever built.
+
+A frame's index is its rank in presentation order (by timestamp, so variable frame rates give the
+requested count), or its place in the decoder's output for raw streams without timestamps. Where
+seeking fails or lands off a keyframe (raw ``.h264``, some MPEG-TS), clips decode forward instead.
+Frames come out upright: the stream's display matrix (phones store portrait video sideways) is
+applied by :func:`upright`.
 """
 
 from __future__ import annotations
