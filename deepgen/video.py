@@ -505,7 +505,7 @@ class _Decoder:
                 self.n_decoded += 1
                 t = frame.pts if frame.pts is not None else frame.dts
                 i = bisect.bisect_left(seen, t) if t is not None else -1
-                if i in need and seen[i] == t:
+                if i in need and i < len(seen) and seen[i] == t:
                     self.keep(i, frame)
                     need.discard(i)
             if not need:
