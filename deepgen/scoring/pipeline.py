@@ -91,19 +91,20 @@ class FaceStage:
         self.detector = get_detector(cfg.detector, cfg.predictor_path)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            if row.get("status"):  # rejected before decoding (e.g. outside the allowed roots)
-                faces, st = [], {"status": row["status"], "error": row.get("error"), "n_frames": 0}
-            else:
-                faces, st = extract_media(row, self.cfg, self.detector)
-            out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
-                        "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
-                        "track_ids": [int(f.get("track_id") or 0) for f in faces],
-                        "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps"),
-                        "clip_index": [f.get("clip_index") for f in faces],
-                        "clip_pos": [f.get("clip_pos") for f in faces]})
-        return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
+        return pa.Table.from_pylist([self.crops_row(row) for row in batch.to_pylist()], schema=CROPS_SCHEMA)
+
+    def crops_row(self, row: dict) -> dict:
+        """One media row's crops row (CROPS_SCHEMA); a row with a ``status`` passes through undecoded."""
+        if row.get("status"):  # rejected before decoding (e.g. outside the allowed roots)
+            faces, st = [], {"status": row["status"], "error": row.get("error"), "n_frames": 0}
+        else:
+            faces, st = extract_media(row, self.cfg, self.detector)
+        return {**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
+                "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
+                "track_ids": [int(f.get("track_id") or 0) for f in faces],
+                "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps"),
+                "clip_index": [f.get("clip_index") for f in faces],
+                "clip_pos": [f.get("clip_pos") for f in faces]}
 
 
 class ModelStage(BundleActor):
