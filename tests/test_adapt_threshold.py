@@ -149,6 +149,18 @@ def test_adapt_threshold_from_analyst_verdicts(tmp_path, tiny_bundle, capsys):
     assert res["n_videos"] == 24 and flagged_share(real, res["shift"]) <= 0.05
     assert res["shift"] == fit_false_alarm_shift(real, 0.05)
     assert str(verdicts) in load_bundle(out).metrics["operating_point"]["fitted_on"]
+    from deepgen.evaluation.review import review
+    from deepgen.inference import Scorer
+    from deepgen.scoring.score import format_verdict
+
+    point = Scorer.load(out, "cpu").operating_point  # what score writes on every row it scores
+    assert point.startswith("fitted on 24 of your real videos") and "0.05" in point
+    assert point in format_verdict({**rows[0], "operating_point": point, "uncertainty": 0.5, "in_domain": None,
+                                    "n_frames": 1, "n_faces": 1, "n_tracks": 1})
+    marked = pa.Table.from_pylist([{**r, "operating_point": point} for r in rows], schema=scores_schema())
+    write_table(marked, str(tmp_path / "marked.parquet"))
+    page = review(str(tmp_path / "marked.parquet"), str(tmp_path / "page"))["page"]
+    assert f'"operating_points":["{point}"]' in open(page).read()  # the page's header shows it
     other = tmp_path / "other.csv"  # verdicts on another model's scores cannot set this bundle's point
     pd.DataFrame({"media_id": ["m00"], "model_id": "0123456789abcdef", "verdict": ["real"]}).to_csv(other, index=False)
     with pytest.raises(SystemExit):

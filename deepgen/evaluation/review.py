@@ -197,9 +197,11 @@ def review_items(table: pa.Table, top: int = 200) -> list[dict]:
     return items
 
 
-def render_page(items: list[dict], title: str, source: str, page_size: int = 50) -> str:
+def render_page(items: list[dict], title: str, source: str, page_size: int = 50,
+                operating_points: list[str] = ()) -> str:
     """The HTML document: styles, data and script inline; values escaped by construction (JSON + textContent)."""
     data = json.dumps({"items": items, "title": title, "source": source, "page_size": page_size,
+                       "operating_points": [str(o)[:MAX_TEXT] for o in operating_points],
                        "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
                       separators=(",", ":"), allow_nan=False)
     # inside <script>, only "</" (and "<!--") could end the block early: escape every "<"
@@ -220,7 +222,10 @@ def review(scores: str, out: str, top: int = 200, page_size: int = 50, overwrite
                            "partition.")
     table = storage.read_table(scores)
     items = review_items(table, top=top)
-    html = render_page(items, title=f"deepgen review: {len(items)} items", source=str(scores), page_size=page_size)
+    points = (sorted({str(o) for o in table.column("operating_point").to_pylist() if o})
+              if "operating_point" in table.column_names else [])
+    html = render_page(items, title=f"deepgen review: {len(items)} items", source=str(scores), page_size=page_size,
+                       operating_points=points)
     with storage.atomic_dir(out, overwrite=overwrite, inputs=[scores]) as tmp:
         storage.write_bytes(storage.join(tmp, PAGE), html.encode())
     return {"page": storage.join(out, PAGE), "items": len(items),
@@ -278,7 +283,8 @@ function bdi(text, cls) { const e = el("bdi", text, cls); e.dir = "auto"; const 
 function fmt(v, d) { return (v === null || v === undefined) ? "\\u2013" : Number(v).toFixed(d); }
 function options(sel, values) { for (const v of values) { const o = el("option", v); o.value = v; sel.appendChild(o); } }
 $("title").textContent = D.title;
-$("meta").textContent = "scores: " + clean(D.source, SHOW) + " \\u00b7 generated " + D.generated + " \\u00b7 sorted by score, highest first; invalid and missing scores last";
+$("meta").textContent = "scores: " + clean(D.source, SHOW) + " \\u00b7 generated " + D.generated + " \\u00b7 sorted by score, highest first; invalid and missing scores last"
+if ((D.operating_points || []).length) $("meta").textContent += " \\u00b7 decision point: " + D.operating_points.map((o) => clean(o, SHOW)).join(" | ");
 options($("f-status"), [...new Set(items.map(i => i.status || ""))].sort());
 options($("f-dataset"), [...new Set(items.map(i => i.dataset || ""))].sort());
 function range(a) { let lo = Infinity, hi = -Infinity; for (const v of a) { if (v < lo) lo = v; if (v > hi) hi = v; } return [lo, hi]; }

@@ -138,5 +138,6 @@ def format_verdict(row: dict) -> str:
         at = f"frame {i}" + (f" ({ts:.2f} s)" if ts is not None else "")
         lines.append(f"  track {t}: {len(fr)} frames, mean frame score {sum(f[0] for f in fr) / len(fr):.3f}, "
                      f"highest {s:.3f} at {at}")
-    lines.append(f"  model {row['model_id']}")
+    lines.append(f"  model {row['model_id']}" + (f"; decision point {row['operating_point']}"
+                                                 if row.get("operating_point") else ""))
     return "\n".join(lines)
