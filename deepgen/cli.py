@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deepgen.train.command:train", "Train a detector recipe on faces tables with Ray Train."),
     "evaluate": ("deepgen.evaluation.command:evaluate", "Cross-dataset metrics, calibration, shift: HTML report."),
     "tune": ("deepgen.tune.command:tune", "Ray Tune sweep of the loss weights, scored on held-out datasets."),
-    "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, protocol table."),
+    "adapt": ("deepgen.adapt.command:adapt", "Adapt a checkpoint: feature alignment, few-shot, operating point on your real footage, protocol table."),
     "benchmark": ("deepgen.experiments.command:benchmark", "Leave-dataset-out generalization benchmark (recipes side by side)."),
     "score": ("deepgen.scoring.command:score", "Score media with a checkpoint bundle on Ray Data."),
     "rescore": ("deepgen.scoring.command:rescore", "Nightly incremental, idempotent, resumable rescoring."),

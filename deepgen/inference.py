@@ -13,8 +13,10 @@ these functions, so each quantity has one definition:
 - ``uncertainty``: the predictive entropy of ``score``, in nats;
 - ``mutual_info``: with MC dropout, the mutual information (BALD) between the prediction and the
   dropout masks, each pass aggregated to the video exactly like the logit;
-- ``ood_score``: the mean over the item's face crops of each crop's feature distance to the bundle's
-  training features, in units of the threshold fitted at training (:mod:`deepgen.evaluation.ood`);
+- ``ood_score``: the mean over the item's face crops of each crop's distance to the bundle's training
+  crops, in units of the threshold fitted at training (:mod:`deepgen.evaluation.ood`): the larger of the
+  feature distance and the distance of the crop's frozen ImageNet features
+  (:mod:`deepgen.evaluation.frozen`), which fine-tuning never shaped;
   ``in_domain`` is ``ood_score <= 1``. An ensemble takes, per crop, the largest of its members'
   distances, so an item is in domain for the ensemble only if it is for every member (mean of the
   max >= each member's mean); NaN / null when a bundle has no ``ood`` record;
@@ -126,6 +128,7 @@ class Scorer:
     def __post_init__(self):
         oods = [load_ood(b) for b in self.bundles]
         self.ood = oods if all(o is not None for o in oods) else None  # an ensemble checks only if all members can
+        self.frozen_ood = [load_frozen_ood(b) for b in self.bundles]  # None for bundles trained before it
 
     @property
     def model_id(self) -> str:
@@ -140,6 +143,11 @@ class Scorer:
     def temporal(self) -> TemporalFusion | None:
         """A single temporal bundle's fusion (pass it to :func:`aggregate_media`); None otherwise."""
         return TemporalFusion.of(self.bundles[0], self.device) if len(self.bundles) == 1 else None
+
+    @property
+    def operating_point(self) -> str:
+        """Which decision point is in force (:func:`describe_operating_point`)."""
+        return describe_operating_point(self.bundles)
 
     @property
     def input_size(self) -> int:
@@ -158,7 +166,16 @@ class Scorer:
         rest = [model_frame_outputs(b.model, images, self.device) for b in self.bundles[1:]]
         if self.ood is not None:
             feats = [out["features"]] + [r["features"] for r in rest]
-            out["ood"] = np.max([o.frame_scores(f) for o, f in zip(self.ood, feats)], axis=0)
+            parts = [o.frame_scores(f) for o, f in zip(self.ood, feats)]
+            frozen: dict[int, np.ndarray] = {}  # frozen ImageNet features per input size, shared by the members
+            for check in self.frozen_ood:
+                if check is not None:
+                    from deepgen.evaluation.frozen import frozen_features
+
+                    if check.size not in frozen:
+                        frozen[check.size] = frozen_features(images, check.size, self.device)
+                    parts.append(check.frame_scores(frozen[check.size]))
+            out["ood"] = np.max(parts, axis=0)
         if len(self.bundles) > 1:
             members = [out["logit"]] + [r["logit"] for r in rest]
             out["logit"] = combine_logits(members, temperatures=[b.temperature for b in self.bundles])
@@ -204,7 +221,40 @@ def load_bundles(checkpoints: str | list[str]) -> list:
     bundles = [load_bundle(p) for p in ([checkpoints] if isinstance(checkpoints, str) else list(checkpoints))]
     for b in bundles:
         load_ood(b)
+        load_frozen_ood(b)
     return bundles
+
+
+def load_frozen_ood(bundle):
+    """The frozen-backbone part of the bundle's domain check (an :class:`~deepgen.evaluation.ood.OodModel`
+    over :func:`~deepgen.evaluation.frozen.frozen_features`, with its input ``size``), or None for a bundle
+    trained before it; a record without its sample, or an invalid one, is one sentence."""
+    from deepgen import storage
+    from deepgen.errors import DeepgenError
+    from deepgen.evaluation.ood import OodModel
+    from deepgen.models.bundle import OOD, REFERENCE
+
+    record = bundle.extras.get("ood")
+    if not isinstance(record, dict) or "frozen" not in record:
+        return None
+    sample = bundle.reference.get("ood_frozen_sample")
+    if sample is None:
+        raise DeepgenError(f"{storage.join(bundle.uri, REFERENCE)} holds no ood_frozen_sample for the frozen view "
+                           f"{OOD} records; restore the bundle or retrain it.")
+    return OodModel.frozen(record["frozen"], sample, where=storage.join(bundle.uri, OOD))
+
+
+def describe_operating_point(bundles: list) -> str:
+    """One line naming the decision point in force for loaded ``bundles``: the user's own real footage
+    (``adapt threshold``), the balanced point on validation videos, or the raw logit's zero."""
+    op = [b.extras.get("operating_point") for b in bundles]
+    if all(isinstance(o, dict) for o in op):
+        o = op[0]
+        return (f"fitted on {o.get('n_videos')} of your real videos at a false-alarm rate of "
+                f"{float(o.get('false_alarm', float('nan'))):g} (adapt threshold)")
+    if all("logit_offset" in (b.metrics or {}) for b in bundles):
+        return "balanced on the training domain's validation videos"
+    return "the model's own (no fitted decision point)"
 
 
 def frame_scores(logits: np.ndarray, temperature: float) -> np.ndarray:

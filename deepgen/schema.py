@@ -102,3 +102,22 @@ def validate_manifest(table: pa.Table, where: str = "manifest") -> pa.Table:
     cols = [table.column(n).cast(MANIFEST_SCHEMA.field(n).type) for n in MANIFEST_COLUMNS]
     extra = [c for c in table.column_names if c not in MANIFEST_COLUMNS]
     return pa.table(cols + [table.column(c) for c in extra], names=MANIFEST_COLUMNS + extra)
+
+
+def dedupe_scores(table: pa.Table) -> pa.Table:
+    """One row per ``(media_id, fingerprint, model_id)``: the earliest scored, so a store that two
+    overlapping runs (before leases) wrote twice still reads as if each item was scored once."""
+    keys = [c for c in ("media_id", "fingerprint", "model_id") if c in table.column_names]
+    if not keys or table.num_rows == 0:
+        return table
+    cols = table.select(keys).to_pydict()
+    stamps = table.column("scored_at").to_pylist() if "scored_at" in table.column_names else [None] * table.num_rows
+    order = sorted(range(table.num_rows), key=lambda i: (stamps[i] is None, stamps[i] or 0, i))
+    seen: set[tuple] = set()
+    keep = []
+    for i in order:
+        key = tuple(cols[k][i] for k in keys)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return table if len(keep) == table.num_rows else table.take(sorted(keep))

@@ -216,16 +216,33 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
 @contextmanager
 def _local_cas_lock(path: str) -> Iterator[None]:
     """Serialise compare-and-swap on the local file ``path`` across processes: an exclusive ``flock`` on
-    ``<path>.lock``, which the kernel releases when its holder dies, so a killed writer wedges nothing."""
+    ``<path>.lock``, which the kernel releases when its holder dies, so a killed writer wedges nothing.
+
+    The holder removes ``<path>.lock`` before unlocking, so none is left behind; a waiter that wakes on a
+    removed file takes the lock again on the new one. A holder killed (``kill -9``) inside the lock leaves
+    its ``.lock`` file: harmless (it is not held) and removed by the next compare-and-swap on ``path``.
+    """
     import fcntl
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
+    name = f"{path}.lock"
+    while True:
+        lock = open(name, "a")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            if os.stat(name).st_ino == os.fstat(lock.fileno()).st_ino:
+                break  # locked the file that is still there under the name
+        except FileNotFoundError:
+            pass  # removed by the previous holder while this one waited: lock the next one
+        lock.close()
+    try:
+        yield
+    finally:
+        try:
+            os.remove(name)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
 
 def replace_if_version(uri: str, data: bytes, version: str) -> str | None:
@@ -348,6 +365,14 @@ def protected_reason(uri: str, inputs: Iterable[str] = ()) -> str | None:
         if _is_ancestor(key, _norm_key(src)):
             return f"it is or holds the input {src}"
     return None
+
+
+def lies_under(child: str, parent: str) -> bool:
+    """True when ``child`` is ``parent`` or lies inside it (local paths resolved, ``s3://`` keys normalised),
+    e.g. an output folder inside an input table that is read recursively."""
+    if is_remote(child) != is_remote(parent):
+        return False
+    return _is_ancestor(_norm_key(parent), _norm_key(child))
 
 
 def owned_by_deepgen(uri: str, markers: Iterable[str] = ()) -> bool:

@@ -6,10 +6,17 @@ frame. ``clips``: runs of ``clip_len`` consecutive frames, each starting at a ke
 the video (:func:`clip_runs`); the decoder seeks to each run's keyframe and decodes only the run.
 Only sampled frames are converted, straight to the reduced size, so no full-resolution RGB array
 is ever built.
+
+A frame's index is its rank in presentation order (by timestamp, so variable frame rates give the
+requested count), or its place in the decoder's output for raw streams without timestamps. Where
+seeking fails or lands off a keyframe (raw ``.h264``, some MPEG-TS), clips decode forward instead.
+Frames come out upright: the stream's display matrix (phones store portrait video sideways) is
+applied by :func:`upright`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -32,7 +39,8 @@ MAX_ENCODED_BYTES = int(os.environ.get("DEEPGEN_MAX_ENCODED_BYTES", 2 << 30))  #
 
 
 class MediaError(DeepgenError):
-    """A media item that cannot be used; ``status`` is missing, unreadable, decode_error or too_large."""
+    """A media item that cannot be used; ``status`` is missing, unreadable, decode_error or too_large, or
+    error where the cause is outside the item (it cannot be accessed now)."""
 
     def __init__(self, status: str, uri: str, reason: str):
         self.status, self.uri, self.reason = status, uri, reason
@@ -65,10 +73,29 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             warnings.simplefilter("ignore")  # PIL's decompression-bomb warning: the caller decides
             with Image.open(io.BytesIO(data)) as im:
                 return im.size
-    except Image.DecompressionBombError:
-        return (1 << 16, 1 << 16)  # over PIL's own hard limit: surely over ours
+    except Image.DecompressionBombError:  # over PIL's own limit: read the true size from the header alone
+        return _header_size(data)
     except Exception:
         return None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the first PIL format plugin that accepts ``data`` reads it from the header,
+    without PIL's decompression-bomb check (``Image.open`` applies that check after the same plugin call)."""
+    import io
+
+    from PIL import Image
+
+    Image.init()
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        if accept and not accept(data[:16]):
+            continue
+        try:
+            return factory(io.BytesIO(data), None).size
+        except Exception:
+            continue
+    return None
 
 
 @dataclass
@@ -103,6 +130,20 @@ def uniform_indices(n_total: int, n: int) -> list[int]:
 
 
 SAMPLINGS = ("uniform", "clips")
+
+
+def check_sampling(frames: int, sampling: str = "uniform", clip_len: int = 8) -> None:
+    """Refuse sampling options no media could satisfy, in one sentence naming the option (run before any work:
+    an item sampled with them would fail through no fault of its own)."""
+    def whole(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not whole(frames) or frames < 1:
+        raise DeepgenError(f"--frames is {frames!r}; sample 1 or more frames per video.")
+    if sampling not in SAMPLINGS:
+        raise DeepgenError(f"--sampling {sampling!r} is unknown; use {' or '.join(SAMPLINGS)}.")
+    if not whole(clip_len) or clip_len < 1:
+        raise DeepgenError(f"--clip-len is {clip_len!r}; give 1 or more frames per run.")
 
 
 def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tuple[int, int]], int]:
@@ -164,10 +205,7 @@ def sample_frames(
     Raises :class:`MediaError` (status missing|unreadable|decode_error) for media that can't be used.
     """
     uri = str(uri)
-    if sampling not in SAMPLINGS:
-        raise DeepgenError(f"sampling {sampling!r} is unknown; use {' or '.join(SAMPLINGS)}.")
-    if clip_len < 1:
-        raise DeepgenError(f"clip length {clip_len} is too small; pass --clip-len 1 or more.")
+    check_sampling(n_frames, sampling, clip_len)
     clips = clip_len if sampling == "clips" else 0
     if media_type == "video":
         return _sample_video(uri, n_frames, max_side, threads, clips)
@@ -193,8 +231,11 @@ def _open(uri: str, max_bytes: int | None = None):
         info = fs.info(path)
     except FileNotFoundError:
         raise MediaError("missing", uri, "no such file or key") from None
-    except OSError as e:  # permission denied, unreachable endpoint
-        raise MediaError("unreadable", uri, f"cannot be accessed ({_why(e)})") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError("unreadable", uri, "is a symlink loop; point the link at a real file") from None
+        # permission denied, unreachable endpoint: the environment's doing, so status error (tried again)
+        raise MediaError("error", uri, f"cannot be accessed ({_why(e)}); fix the access and run again") from None
     if info.get("type") == "directory":
         raise MediaError("unreadable", uri, "is a directory, not a media file")
     if not info.get("size"):
@@ -220,6 +261,8 @@ def _decode_image(data: bytes, uri: str) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError("unreadable", uri, "is not a decodable image")
+    # what was decoded, whatever its name says: formats PIL cannot read (Radiance HDR, ...) skip the header check
+    check_pixels(img.shape[1], img.shape[0], uri)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -321,22 +364,26 @@ def _tar_frames(uri: str) -> list[bytes]:
 
 
 def _sample_video(uri: str, n_frames: int, max_side: int, threads: int, clips: int = 0) -> SampledFrames:
+    import contextlib
+
     import av
 
     f = _open(uri)
-    try:
+    with f, contextlib.ExitStack() as opened:
         head = f.read(16)
-        f.seek(0)
+
+        def reopen():
+            """A fresh demuxer from the file's start (raw streams such as .h264 cannot seek back)."""
+            f.seek(0)
+            return opened.enter_context(av.open(f, mode="r"))
+
         try:
-            container = av.open(f, mode="r")
+            container = reopen()
         except (av.FFmpegError, ValueError, OSError) as e:
             if any(m in head[:12] for m in _MEDIA_MAGIC):
                 raise MediaError("decode_error", uri, f"damaged or truncated media ({_why(e)})") from None
             raise MediaError("unreadable", uri, "is not a media file") from None
-        with container:
-            return _decode_video(container, uri, n_frames, max_side, threads, clips)
-    finally:
-        f.close()
+        return _decode_video(container, reopen, uri, n_frames, max_side, threads, clips)
 
 
 def _why(e: Exception) -> str:
@@ -344,7 +391,17 @@ def _why(e: Exception) -> str:
     return " ".join(str(msg).split())[:120]
 
 
-def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: int, clips: int = 0) -> SampledFrames:
+def _configure(ctx, threads: int) -> None:
+    if threads == 1:  # one CPU per Ray actor: no decoder threads
+        ctx.thread_count = 1
+    else:
+        ctx.thread_type = "AUTO"
+        if threads:
+            ctx.thread_count = threads
+
+
+def _decode_video(container, reopen, uri: str, n_frames: int, max_side: int, threads: int,
+                  clips: int = 0) -> SampledFrames:
     import av
 
     if not container.streams.video:
@@ -353,92 +410,185 @@ def _decode_video(container, uri: str, n_frames: int, max_side: int, threads: in
     ctx = stream.codec_context
     if ctx is None or stream.codec is None or not ctx.width:
         raise MediaError("decode_error", uri, "uses a video codec this build cannot decode")
-    if threads == 1:  # one CPU per Ray actor: no decoder threads
-        ctx.thread_count = 1
-    else:
-        ctx.thread_type = "AUTO"
-        if threads:
-            ctx.thread_count = threads
     w, h = ctx.width, ctx.height
     check_pixels(w, h, uri)
-    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-    fps = float(rate)
-    tb = stream.time_base or Fraction(1, 1000)
-    start = stream.start_time or 0
-    n_total = stream.frames or 0
-    if not n_total and stream.duration:
-        n_total = int(round(float(stream.duration * tb) * fps))
-    if not n_total and container.duration:
-        n_total = int(round(container.duration / 1e6 * fps))
+    fps = float(stream.average_rate or stream.guessed_rate or Fraction(25))
     tw, th = target_size(w, h, max_side) if max(w, h) > max_side else (w, h)
-    if clips:
-        scan = scan_packets(container, stream)
-        if scan is not None:
-            return _decode_runs(container, stream, uri, scan, n_frames, clips, (w, h, tw, th, fps))
-    if not n_total:  # unknown length: count packets (demux only, no decoding), then rewind
-        n_total = sum(1 for p in container.demux(stream) if p.size)
-        container.seek(0)
-    targets = uniform_indices(n_total, n_frames)
+    dec = _Decoder(tw, th, threads)
+    n_total, runs, off_key = 0, None, 0
+    try:
+        if clips:
+            n_total, runs, off_key = dec.clips(container, reopen, n_frames, clips)
+        else:
+            n_total = dec.uniform(container, reopen, n_frames)
+    except (av.FFmpegError, ValueError, OSError, EOFError) as e:
+        if not dec.got:
+            raise MediaError("decode_error", uri, f"stream cannot be decoded ({_why(e)})") from None
+    if not dec.got:
+        raise MediaError("decode_error", uri, "has no decodable frames")
+    idx = sorted(dec.got)
+    if dec.quarter_turns % 2:  # shown turned a quarter: the size a player shows
+        w, h, tw, th = h, w, th, tw
+    return SampledFrames([dec.got[i] for i in idx], idx, w, h, fps, dec.n_decoded, n_total or len(idx), tw / w,
+                         runs, off_key)
 
-    def index_of(frame) -> int:
-        pts = frame.pts if frame.pts is not None else frame.dts
-        if pts is None:
-            return -1
-        return int(round(float((pts - start) * tb) * fps))
 
-    wanted = set(targets)
-    got: dict[int, np.ndarray] = {}
-    n_decoded = 0
+def upright(frame, width: int, height: int) -> tuple[np.ndarray, int]:
+    """A decoded frame as RGB at ``width`` x ``height`` (its stored size), turned the way its display
+    matrix says players show it (phones store portrait video sideways); also the quarter turns applied."""
+    rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    turns = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4  # counter-clockwise, as PyAV reports it
+    return (np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb), turns
 
-    def decode(packets: list, lo: int, hi: int) -> None:
-        """Decode a GOP's packets until every wanted index in [lo, hi] is produced."""
-        nonlocal n_decoded
-        need = {i for i in wanted if lo <= i <= hi and i not in got}
+
+class _Decoder:
+    """Decodes one video's sampled frames into ``got`` (frame index -> upright RGB) as they come.
+
+    A frame's index is its rank in presentation order: the rank of its timestamp among the packets'
+    (exact under variable frame rates), or its place in the decoder's output where packets carry no
+    timestamps (raw elementary streams, decoded from the start).
+    """
+
+    def __init__(self, width: int, height: int, threads: int):
+        self.size, self.threads = (width, height), threads
+        self.got: dict[int, np.ndarray] = {}
+        self.n_decoded = 0
+        self.quarter_turns = 0
+
+    def keep(self, i: int, frame) -> None:
+        self.got[i], self.quarter_turns = upright(frame, *self.size)
+
+    def uniform(self, container, reopen, n_frames: int) -> int:
+        """Frames spread evenly; a GOP is decoded only when a sampled frame falls in it. Returns the count."""
+        import bisect
+
+        stream = container.streams.video[0]
+        n_total = stream.frames or 0
+        if not n_total:  # no frame count in the header (MKV, WebM, MPEG-TS): count packets, demux only
+            n_total = sum(1 for p in container.demux(stream) if p.size)
+            container = reopen()
+            stream = container.streams.video[0]
+        wanted = set(uniform_indices(n_total, n_frames))
+        ctx = stream.codec_context
+        _configure(ctx, self.threads)
+        seen: list[int] = []  # timestamps of the packets demuxed so far, sorted
+        gop: list = []
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            t = packet.pts if packet.pts is not None else packet.dts
+            if t is None:  # no timestamps: decode from the start, frames counted in output order
+                self.forward(reopen(), wanted)
+                return n_total
+            if packet.is_keyframe and gop:
+                self._gop(ctx, gop, seen, wanted, last=False)
+                gop = []
+                if wanted <= self.got.keys():
+                    break
+            bisect.insort(seen, int(t))
+            gop.append(packet)
+        if gop:
+            self._gop(ctx, gop, seen, wanted, last=True)
+        return n_total
+
+    def _gop(self, ctx, packets: list, seen: list[int], wanted: set[int], last: bool) -> None:
+        """Decode a GOP's packets until every wanted frame in it is produced (the last GOP: all the rest)."""
+        import bisect
+
+        stamps = [int(p.pts if p.pts is not None else p.dts) for p in packets]
+        lo, hi = bisect.bisect_left(seen, min(stamps)), bisect.bisect_left(seen, max(stamps))
+        need = {i for i in wanted if (lo <= i and (last or i <= hi)) and i not in self.got}
         if not need:
             return
         for p in [*packets, None]:  # None drains frames the decoder still holds back
             for frame in ctx.decode(p):
-                n_decoded += 1
-                i = index_of(frame)
-                if i in wanted and i not in got:
-                    got[i] = frame.reformat(
-                        width=tw, height=th, format="rgb24", interpolation="AREA"
-                    ).to_ndarray()
+                self.n_decoded += 1
+                t = frame.pts if frame.pts is not None else frame.dts
+                i = bisect.bisect_left(seen, t) if t is not None else -1
+                if i in need and i < len(seen) and seen[i] == t:
+                    self.keep(i, frame)
                     need.discard(i)
             if not need:
                 break
         ctx.flush_buffers()
 
-    gop: list = []
-    lo = hi = 0
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            pts = packet.pts if packet.pts is not None else packet.dts
-            i = int(round(float((pts - start) * tb) * fps)) if pts is not None else hi
-            if packet.is_keyframe and gop:
-                decode(gop, lo, hi)
-                gop = []
-                if len(got) == len(wanted):
-                    break
-            if not gop:
-                lo = hi = i
-            lo, hi = min(lo, i), max(hi, i)
-            gop.append(packet)
-        if gop:
-            decode(gop, lo, max(hi, max(wanted, default=0)))
-    except av.FFmpegError as e:
-        if not got:
-            raise MediaError("decode_error", uri, f"stream cannot be decoded ({_why(e)})") from None
-    except (ValueError, OSError, EOFError) as e:
-        if not got:
-            raise MediaError("decode_error", uri, f"stream cannot be decoded ({_why(e)})") from None
-    if not got:
-        raise MediaError("decode_error", uri, "has no decodable frames")
-    idx = sorted(got)
-    return SampledFrames([got[i] for i in idx], idx, w, h, fps, n_decoded, n_total, tw / w)
+    def clips(self, container, reopen, n_frames: int, clip_len: int) -> tuple[int, list, int]:
+        """Runs of :func:`clip_runs`: a seek to each run's keyframe, then the run's frames; where seeking
+        fails or lands off a keyframe (raw streams, some MPEG-TS), the frames left are decoded forward.
+        Returns (frame count, runs, runs off a keyframe)."""
+        stamps, keys = _scan(container, container.streams.video[0])
+        n_total = len(stamps)
+        runs, off_key = clip_runs(keys, n_total, n_frames, clip_len)
+        wanted = {s + j for s, length in runs for j in range(length)}
+        timed = None not in stamps
+        rank = {t: i for i, t in enumerate(sorted(stamps))} if timed else None
+        if timed:
+            self._seek_runs(reopen(), sorted(stamps), keys, runs, rank)
+        if not wanted <= self.got.keys():
+            self.forward(reopen(), wanted, rank)
+        return n_total, runs, off_key
 
+    def _seek_runs(self, container, pts: list[int], keys: list[int], runs: list, rank: dict) -> None:
+        """Seek to each run's keyframe and decode its frames; stop at the first seek that fails."""
+        import bisect
+
+        import av
+
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        _configure(ctx, self.threads)
+        groups: dict[int, set[int]] = {}  # keyframe to seek to -> frames wanted from it on
+        for start, length in runs:
+            k = keys[max(0, bisect.bisect_right(keys, start) - 1)] if keys else 0
+            groups.setdefault(k, set()).update(range(start, start + length))
+        for k in sorted(groups):
+            need = groups[k] - self.got.keys()
+            last = max(need, default=0) + REORDER_SLACK  # past this, a wanted frame never came: give up
+            try:
+                container.seek(pts[k], stream=stream, backward=True, any_frame=False)
+            except (av.FFmpegError, OSError):
+                return
+            ctx.flush_buffers()
+            first = True
+            for p in _packets_then_drain(container, stream):
+                if first and p is not None:
+                    first = False
+                    if not p.is_keyframe:  # the seek landed past the keyframe: seeking is unreliable here
+                        ctx.flush_buffers()
+                        return
+                for frame in ctx.decode(p):
+                    self.n_decoded += 1
+                    t = frame.pts if frame.pts is not None else frame.dts
+                    i = rank.get(int(t)) if t is not None else None
+                    if i in need:
+                        self.keep(i, frame)
+                        need.discard(i)
+                    elif i is not None and i > last:
+                        need.clear()
+                if not need:
+                    break
+            ctx.flush_buffers()
+
+    def forward(self, container, wanted: set[int], rank: dict | None = None) -> None:
+        """Decode from the start until every wanted frame not yet kept is produced."""
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        _configure(ctx, self.threads)
+        need = set(wanted) - self.got.keys()
+        order = 0
+        for p in _packets_then_drain(container, stream):
+            if not need:
+                break
+            for frame in ctx.decode(p):
+                self.n_decoded += 1
+                if rank is None:
+                    i, order = order, order + 1
+                else:
+                    t = frame.pts if frame.pts is not None else frame.dts
+                    i = rank.get(int(t)) if t is not None else None
+                if i in need:
+                    self.keep(i, frame)
+                    need.discard(i)
 
 
 REORDER_SLACK = 32  # frames a decoder may run ahead of the presentation order (B-frame reordering)
@@ -452,74 +602,34 @@ class PacketScan:
     keyframes: list[int]  # frame indices of the keyframes
 
 
-def scan_packets(container, stream) -> PacketScan | None:
-    """Demux the stream once (packets only, nothing decoded) for its frame timestamps and keyframes.
-
-    Exact under variable frame rates (frames are ranked by timestamp). Rewinds the container.
-    None when packets lack timestamps (then only uniform sampling applies).
-    """
-    stamps, keys = [], []
+def _scan(container, stream) -> tuple[list, list[int]]:
+    """Each packet's timestamp (None where it has none) in demux order, and the keyframes' frame indices
+    (ranks of their timestamps; without timestamps, their places in demux order). Demux only."""
+    stamps, key_stamps, key_places = [], [], []
     for p in container.demux(stream):
         if p.size == 0:
             continue
         t = p.pts if p.pts is not None else p.dts
-        if t is None:
-            container.seek(0)
-            return None
-        stamps.append(int(t))
         if p.is_keyframe:
-            keys.append(int(t))
-    container.seek(0)
-    pts = sorted(set(stamps))
-    rank = {t: i for i, t in enumerate(pts)}
-    return PacketScan(pts, sorted(rank[t] for t in set(keys)))
+            key_places.append(len(stamps))
+            if t is not None:
+                key_stamps.append(int(t))
+        stamps.append(None if t is None else int(t))
+    if None in stamps:
+        return stamps, key_places
+    rank = {t: i for i, t in enumerate(sorted(set(stamps)))}
+    stamps = sorted(set(stamps))
+    return stamps, sorted({rank[t] for t in key_stamps})
 
 
-def _decode_runs(container, stream, uri: str, scan: PacketScan, n_frames: int, clip_len: int,
-                 geometry: tuple) -> SampledFrames:
-    """Decode only the frames of :func:`clip_runs`: one seek per keyframe, then the run's frames."""
-    import bisect
+def scan_packets(container, stream) -> PacketScan | None:
+    """Demux the stream once (packets only, nothing decoded) for its frame timestamps and keyframes.
 
-    import av
-
-    w, h, tw, th, fps = geometry
-    ctx = stream.codec_context
-    n_total = len(scan.pts)
-    runs, off_key = clip_runs(scan.keyframes, n_total, n_frames, clip_len)
-    rank = {t: i for i, t in enumerate(scan.pts)}
-    groups: dict[int, set[int]] = {}  # keyframe to seek to -> frames wanted from it on
-    for start, length in runs:
-        k = scan.keyframes[max(0, bisect.bisect_right(scan.keyframes, start) - 1)] if scan.keyframes else 0
-        groups.setdefault(k, set()).update(range(start, start + length))
-    got: dict[int, np.ndarray] = {}
-    n_decoded = 0
-    try:
-        for k in sorted(groups):
-            need = set(groups[k])
-            last = max(need) + REORDER_SLACK  # past this, a wanted frame's timestamp never matched: give up
-            container.seek(scan.pts[k], stream=stream, backward=True, any_frame=False)
-            ctx.flush_buffers()
-            for p in _packets_then_drain(container, stream):
-                for frame in ctx.decode(p):
-                    n_decoded += 1
-                    t = frame.pts if frame.pts is not None else frame.dts
-                    i = rank.get(int(t)) if t is not None else None
-                    if i in need:
-                        got[i] = frame.reformat(width=tw, height=th, format="rgb24",
-                                                interpolation="AREA").to_ndarray()
-                        need.discard(i)
-                    elif i is not None and i > last:
-                        need.clear()
-                if not need:
-                    break
-            ctx.flush_buffers()
-    except (av.FFmpegError, ValueError, OSError, EOFError) as e:
-        if not got:
-            raise MediaError("decode_error", uri, f"stream cannot be decoded ({_why(e)})") from None
-    if not got:
-        raise MediaError("decode_error", uri, "has no decodable frames")
-    idx = sorted(got)
-    return SampledFrames([got[i] for i in idx], idx, w, h, fps, n_decoded, n_total, tw / w, runs, off_key)
+    Exact under variable frame rates (frames are ranked by timestamp). Leaves the container at its end.
+    None when packets lack timestamps.
+    """
+    stamps, keys = _scan(container, stream)
+    return None if None in stamps else PacketScan(stamps, keys)
 
 
 def _packets_then_drain(container, stream):

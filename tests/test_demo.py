@@ -7,6 +7,7 @@ import os
 
 from deepgen.cli import main
 from deepgen.experiments.real import default_photos
+from deepgen.experiments.realdf import default_real_deepfakes
 
 
 def test_demo_quick(ray_session, tmp_path, capsys):
@@ -20,7 +21,12 @@ def test_demo_quick(ray_session, tmp_path, capsys):
     assert "What the detector has seen:" in printed and "real flagged" in printed
     metrics = json.load(open(os.path.join(out, "report", "metrics.json")))
     photos = default_photos() is not None  # the demo trains and tests on real people when the photos are there
-    assert set(metrics["per_dataset"]) == {"ffpp", "celebdf", "dfdc"} | ({"photos"} if photos else set())
+    real_deepfakes = default_real_deepfakes() is not None  # scored (never trained on) whenever present
+    assert set(metrics["per_dataset"]) == ({"ffpp", "celebdf", "dfdc"} | ({"photos"} if photos else set())
+                                           | ({"real_deepfakes"} if real_deepfakes else set()))
+    if real_deepfakes:
+        row = metrics["per_dataset"]["real_deepfakes"]
+        assert not row["seen"] and row["n"] >= 90 and "real_deepfakes" in printed
     if photos:
         assert "videos made from photos of" in printed and metrics["per_dataset"]["photos"]["seen"]
     else:

@@ -20,7 +20,7 @@ import torch
 from deepgen.cli import main
 from deepgen.errors import DeepgenError
 from deepgen.evaluation.ood import fit_ood
-from deepgen.inference import load_bundles
+from deepgen.inference import load_bundles, load_frozen_ood
 from deepgen.models import ModelConfig, create_detector
 from deepgen.models.bundle import (
     bundle_model_id,
@@ -186,6 +186,31 @@ def test_malformed_ood_json_of_an_older_bundle_is_one_sentence(saved, tmp_path, 
         with pytest.raises(DeepgenError, match=match) as e:
             load_bundles(b)
     _one_sentence(e)
+
+
+def test_frozen_view_of_an_older_bundle_is_validated(saved, tmp_path):
+    """The frozen-backbone view (``frozen`` in ood.json, ``ood_frozen_sample``): before, a missing sample
+    silently dropped it, a NaN threshold passed, and a bad size or a list was a raw ValueError / TypeError."""
+    b = _older(saved["uri"], tmp_path)
+    frozen = {"method": "mahalanobis", "threshold": 2.0, "size": 32}
+    _edit_ood(b, lambda r: {**r, "frozen": frozen})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DeepgenError, match="holds no ood_frozen_sample") as e:
+            load_bundles(b)
+        _one_sentence(e)
+        path = os.path.join(b, "reference_features.npz")
+        np.savez(path, **dict(np.load(path)), ood_frozen_sample=np.random.default_rng(1).normal(size=(8, 16)))
+        assert load_frozen_ood(load_bundles(b)[0]).size == 32
+        for bad, match in [({**frozen, "threshold": float("nan")}, "frozen.threshold in .*ood.json is nan"),
+                           ({**frozen, "threshold": 0}, "frozen.threshold in .*ood.json is 0"),
+                           ({**frozen, "size": "big"}, "frozen.size in .*ood.json is 'big'"),
+                           ([frozen], "frozen in .*ood.json holds a list"),
+                           ({"method": "mahalanobis"}, "frozen in .*ood.json has no 'threshold' field")]:
+            _edit_ood(b, lambda r, bad=bad: {**r, "frozen": bad})
+            with pytest.raises(DeepgenError, match=match) as e:
+                load_bundles(b)
+            _one_sentence(e)
 
 
 def test_added_temporal_json_of_an_older_bundle_names_temporal_json(saved, tmp_path):

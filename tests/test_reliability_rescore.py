@@ -158,3 +158,44 @@ def test_two_concurrent_rescore_processes_leave_one_row_per_item(ray_session, ti
     ids = [r["media_id"] for r in raw]
     assert sorted(ids) == sorted(f"incoming/m{i}.png" for i in range(4))  # exactly one row per item on disk
     assert not os.path.exists(lease_uri(store, summaries[0]["model_id"]))  # released
+
+
+_RACER = """
+import os, sys, time
+from deepgen.errors import DeepgenError
+from deepgen.scoring.lease import Lease
+store, barrier, me = sys.argv[1], sys.argv[2], sys.argv[3]
+lease = Lease(store, "m", wait_s=0)
+open(os.path.join(barrier, me), "w").close()
+while not os.path.exists(os.path.join(barrier, "go")):
+    time.sleep(0.005)
+try:
+    lease.acquire()
+    lease._stop.set()  # keep the lease (no heartbeat, no release) so the parent can read who holds it
+    print("held", lease.owner)
+except DeepgenError:
+    print("refused")
+"""
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["fresh", "expired"])
+def test_processes_racing_for_an_s3_lease_get_exactly_one_holder(s3_bucket, tmp_path, expired):
+    """Four processes released together onto a free S3 lease (If-None-Match) or onto an expired one
+    (If-Match takeover): exactly one holds it, and the lease file names that one."""
+    store = f"{s3_bucket}/store"
+    if expired:
+        storage.write_bytes(lease_uri(store, "m"), json.dumps(
+            {"owner": "gone", "host": "elsewhere", "pid": 1, "expires": time.time() - 10}).encode())
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, store, str(barrier), str(i)], env=env,
+                               stdout=subprocess.PIPE, text=True) for i in range(4)]
+    deadline = time.monotonic() + 120
+    while len(os.listdir(barrier)) < len(racers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (barrier / "go").touch()
+    outs = [p.communicate(timeout=120)[0].split() for p in racers]
+    holders = [o[1] for o in outs if o and o[0] == "held"]
+    assert len(holders) == 1 and sum(o == ["refused"] for o in outs) == 3, outs
+    assert json.loads(storage.read_bytes(lease_uri(store, "m")))["owner"] == holders[0]

@@ -9,6 +9,7 @@ feature. Few-shot adaptation replaces the classifier's linear layer by the adapt
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from deepgen import storage
@@ -18,14 +19,30 @@ from deepgen.errors import DeepgenError
 from deepgen.models.bundle import OWNER_MARKERS
 
 
-def _features(checkpoint: str, faces: list[str], split: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backbone features, labels and methods of every face (scored on Ray)."""
+def _features(checkpoint: str, faces: list[str], split: str = "all",
+              labels: dict[str, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backbone features, labels and methods of every face (scored on Ray); with ``labels`` (media_id ->
+    label) only the faces of those media, labelled as given instead of as the table says."""
     from deepgen.evaluation.run import _load_faces, score_frames
 
     table = _load_faces(faces, split, [])
+    if labels is not None:
+        table = _relabel(table, labels, faces)
     frames = score_frames(table, checkpoint)
     return (np.stack(frames["features"].to_numpy()).astype(np.float32), frames["label"].to_numpy().astype(int),
             frames["method"].astype(str).to_numpy())
+
+
+def _relabel(table: pa.Table, labels: dict[str, int], faces: list[str]) -> pa.Table:
+    """The rows of ``table`` whose media_id ``labels`` names, with the label column replaced by it."""
+    ids = table.column("media_id").to_pylist()
+    keep = [i for i, m in enumerate(ids) if m in labels]
+    if not keep:
+        raise DeepgenError(f"none of the {len(labels)} items marked real or fake has faces in {', '.join(faces)}; "
+                           "pass the faces tables extracted from the media the review page shows (--support).")
+    table = table.take(keep)
+    new = pa.array([labels[m] for m in table.column("media_id").to_pylist()], table.schema.field("label").type)
+    return table.set_column(table.schema.get_field_index("label"), "label", new)
 
 
 def _linear(bundle) -> torch.nn.Linear:
@@ -69,12 +86,15 @@ def align_bundle(checkpoint: str, target_faces: list[str], out: str, method: str
 
 def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, method: str = "fomaml",
                    meta_faces: list[str] | None = None, steps: int = 50, lr: float = 1e-2, inner_lr: float = 0.5,
-                   seed: int = 0, address: str | None = None, overwrite: bool = False) -> dict:
+                   seed: int = 0, address: str | None = None, overwrite: bool = False,
+                   labels: str | None = None, scores: str | None = None) -> dict:
     """Adapt the bundle's head to a new manipulation from ``k`` labelled support faces per class.
 
     ``finetune``: fine-tune the head on the support set. ``fomaml``: first-order MAML across the
     manipulation types of ``meta_faces`` (tasks = one method vs reals), then the inner loop on the
-    support set, with the inner-loop settings recorded in the bundle.
+    support set, with the inner-loop settings recorded in the bundle. With ``labels`` (the review
+    page's verdicts CSV, made on the scores table ``scores``) the support set is the faces in
+    ``support`` of the items the analyst marked real or fake, labelled as the analyst said.
     """
     from deepgen.models.bundle import load_bundle
     from deepgen.runtime import init_ray
@@ -84,16 +104,29 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
     if method == "fomaml" and not meta_faces:
         raise DeepgenError("fomaml needs --meta-faces (faces with several manipulation methods); pass them "
                            "or use --method finetune.")
-    inputs = [checkpoint, *support, *(meta_faces or [])]
+    if (labels is None) != (scores is None):
+        raise DeepgenError("--labels (the review page's verdicts CSV) and --scores (the scores table it was made "
+                           "on) go together; pass both or neither.")
+    inputs = [checkpoint, *support, *(meta_faces or []), *([labels, scores] if labels else [])]
     storage.check_output_path(out, inputs=inputs, overwrite=overwrite, markers=OWNER_MARKERS)  # before any work
+    marked, record = None, {}
+    if labels is not None:
+        from deepgen.adapt.verdicts import read_verdicts, verdict_labels
+
+        verdicts = read_verdicts(labels, scores)
+        marked = verdict_labels(verdicts)
+        record = {"labels": labels, "scores": scores, "marked_real": sum(v == 0 for v in marked.values()),
+                  "marked_fake": sum(v == 1 for v in marked.values()),
+                  "marked_unsure": int((verdicts["verdict"] == "unsure").sum())}
     bundle = load_bundle(checkpoint)
     init_ray(address)
-    x, y, _ = _features(checkpoint, support)
+    x, y, _ = _features(checkpoint, support, labels=marked)
     rng = np.random.default_rng(seed)
     pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in (0, 1)])
     if min((y[pick] == 0).sum(), (y[pick] == 1).sum()) < k:
-        raise DeepgenError(f"support faces {', '.join(support)} hold fewer than k={k} faces of each class; "
-                           "pass more support faces or a smaller --k.")
+        what = f"the faces of the items {labels} marks" if labels else f"support faces {', '.join(support)}"
+        raise DeepgenError(f"{what} hold {(y == 0).sum()} real and {(y == 1).sum()} fake faces, fewer than k={k} "
+                           "of each class; mark more items, pass more support faces or a smaller --k.")
     head = torch.nn.Sequential(torch.nn.Identity(), _linear(bundle))  # dropout off while adapting
     inner = {"inner_steps": 10, "inner_lr": inner_lr}
     if method == "finetune":
@@ -107,8 +140,8 @@ def fewshot_bundle(checkpoint: str, support: list[str], out: str, k: int = 5, me
         _linear(bundle).weight.copy_(adapted[1].weight)
         _linear(bundle).bias.copy_(adapted[1].bias)
     model_id = _save(bundle, out, {"fewshot": {"method": method, "k": k, "seed": seed, "support": list(support),
-                                                **inner, "source_checkpoint": checkpoint}}, overwrite, inputs)
-    return {"out": out, "model_id": model_id, "method": method, "k": k}
+                                                **inner, "source_checkpoint": checkpoint, **record}}, overwrite, inputs)
+    return {"out": out, "model_id": model_id, "method": method, "k": k, **record}
 
 
 def protocol_table(checkpoint: str, faces: list[str], ks: tuple[int, ...] = (0, 1, 5, 20), seed: int = 0,

@@ -36,7 +36,11 @@ def evaluate(checkpoints, faces, out, split, mc_passes, subgroups, adversarial, 
 @click.option("--page-size", default=50, show_default=True, help="Items per page.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 def review(scores, out, top, page_size, overwrite) -> None:
-    """One self-contained HTML page for analysts: items by score, filters, crops, heat maps, timelines."""
+    """One self-contained HTML page for analysts: items by score, filters, crops, heat maps, timelines, and
+    real / fake / unsure buttons whose verdicts download as CSV (for `adapt fewshot --labels`).
+
+    --out may not be, hold, or lie inside --scores; --overwrite replaces only a page folder deepgen wrote.
+    """
     from deepgen.evaluation.review import review as run
 
     click.echo(json.dumps(run(scores, out, top=top, page_size=page_size, overwrite=overwrite), indent=2))

@@ -180,3 +180,22 @@ def frame_and_video_metrics(
         "video": compute_metrics(videos["label"].to_numpy(), videos["score"].to_numpy(), threshold),
         "aggregation": how,
     }
+
+
+def bootstrap_auc_interval(labels, scores, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                           ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC (items resampled with replacement, each resample
+    keeping both classes): what a small test set's AUC is worth. (nan, nan) with a single class."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s = np.asarray(labels, int), np.asarray(scores, np.float64)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if not len(pos) or not len(neg):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):  # resample within each class, so every resample has both
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        aucs[b] = roc_auc_score(y[idx], s[idx])
+    lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -78,23 +78,57 @@ def check_ood_record(record: Any, where: str = "ood.json") -> tuple[str, int, fl
         raise DeepgenError(f"k in {where} is {k!r}, but it must be a whole number >= 1; {fix}.")
     if not isinstance(thresholds, dict) or method not in thresholds:
         raise DeepgenError(f"thresholds in {where} records no {method!r} threshold; {fix}.")
-    t = thresholds[method]
-    if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0):
-        raise DeepgenError(f"thresholds.{method} in {where} is {t!r}, but a threshold must be a finite number > 0 "
-                           f"(else every item reads as in domain or the scores explode); {fix}.")
-    return method, k, float(t)
+    if "frozen" in record:
+        check_frozen_record(record["frozen"], where)
+    return method, k, _threshold(thresholds[method], f"thresholds.{method}", where)
+
+
+def _threshold(value: Any, field: str, where: str) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+        raise DeepgenError(f"{field} in {where} is {value!r}, but a threshold must be a finite number > 0 (else every "
+                           "item reads as in domain or the scores explode); restore the bundle or retrain it.")
+    return float(value)
+
+
+def check_frozen_record(record: Any, where: str = "ood.json") -> tuple[str, float, int]:
+    """The (method, threshold, input size) of the domain check's frozen-backbone view (``frozen`` in
+    ``ood.json``, :func:`~deepgen.evaluation.frozen.fit_frozen_check`'s), or one sentence naming the field."""
+    fix = "restore the bundle or retrain it"
+    if not isinstance(record, dict):
+        raise DeepgenError(f"frozen in {where} holds a {type(record).__name__}, not a mapping with method, threshold "
+                           f"and size; {fix}.")
+    missing = [k for k in ("method", "threshold", "size") if k not in record]
+    if missing:
+        raise DeepgenError(f"frozen in {where} has no {missing[0]!r} field (it needs method, threshold and size); "
+                           f"{fix}.")
+    method, size = record["method"], record["size"]
+    if method not in METHODS:
+        raise DeepgenError(f"frozen.method in {where} is {method!r}, not one of {', '.join(METHODS)}; {fix}.")
+    if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise DeepgenError(f"frozen.size in {where} is {size!r}, but it must be a whole number of pixels >= 1; {fix}.")
+    return method, _threshold(record["threshold"], "frozen.threshold", where), size
 
 
 class OodModel:
     """One bundle's domain check, ready to score frame features: the reference sample, method and threshold."""
 
-    def __init__(self, record: dict, reference: np.ndarray, where: str = "ood.json"):
+    def __init__(self, record: dict, reference: np.ndarray, where: str = "ood.json", sample: str = "ood_sample"):
         self.method, self.k, self.threshold = check_ood_record(record, where)
         self.reference = np.asarray(reference, dtype=np.float32)
         if self.reference.ndim != 2 or len(self.reference) < 2 or not np.isfinite(self.reference).all():
             raise DeepgenError(f"the domain check of {where} needs at least 2 finite reference feature rows "
-                               f"(ood_sample), got shape {self.reference.shape}; restore the bundle or retrain it.")
+                               f"({sample}), got shape {self.reference.shape}; restore the bundle or retrain it.")
         self._maha = mahalanobis_model(self.reference) if self.method == "mahalanobis" else None
+
+    @classmethod
+    def frozen(cls, record: dict, reference: np.ndarray, where: str = "ood.json") -> OodModel:
+        """The frozen-backbone view (``frozen`` in ``ood.json``, validated) over ``ood_frozen_sample``; its
+        ``size`` is the input size its frozen features are taken at."""
+        method, threshold, size = check_frozen_record(record, where)
+        check = cls({"method": method, "k": DEFAULT_K, "thresholds": {method: threshold}}, reference, where,
+                    sample="ood_frozen_sample")
+        check.size = size
+        return check
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Raw distance of each feature row to the training features (the recorded method)."""

@@ -21,7 +21,14 @@ import pyarrow.compute as pc
 from deepgen import storage
 from deepgen.errors import DeepgenError
 from deepgen.faces.extract import read_faces
-from deepgen.inference import EVIDENCE, BundleActor, TemporalFusion, aggregate_media, load_bundles
+from deepgen.inference import (
+    EVIDENCE,
+    BundleActor,
+    TemporalFusion,
+    aggregate_media,
+    describe_operating_point,
+    load_bundles,
+)
 
 FRAME_COLUMNS = ("media_id", "frame_index", "image", "label", "dataset", "method")
 
@@ -147,6 +154,7 @@ def evaluate(
         "frame_level": {d: _clean(compute_metrics(g["label"].to_numpy(), sigmoid(g["logit"].to_numpy() / main.temperature)))
                         for d, g in frames.groupby("dataset")},
         "temperature": main.temperature,
+        "operating_point": describe_operating_point([main]),
         "calibration": _calibration(videos),
     }
     if "in_domain" in videos.columns:  # share of each dataset's videos the domain check flags
@@ -184,6 +192,7 @@ def evaluate(
     with storage.atomic_dir(out, overwrite=overwrite, inputs=[*checkpoints, *faces]) as tmp:
         storage.write_table(pa.Table.from_pandas(videos, preserve_index=False), storage.join(tmp, "predictions.parquet"))
         report = write_report(tmp, videos, {"model_id": main.model_id, "temperature": main.temperature,
+                                            "operating point": metrics["operating_point"],
                                             "faces": ", ".join(faces)},
                               train_datasets=train_sets, temperature=main.temperature, auc_matrix=matrix, cross=cross,
                               shift=shift or None, sections=sections, title=f"deepgen evaluation: {main.model_id}")

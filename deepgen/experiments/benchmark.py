@@ -148,7 +148,7 @@ ABLATIONS: dict[str, dict] = {
         "perturb.noise_p": 0.3, "perturb.noise_std": [2.0, 12.0], "perturb.downscale_p": 0.3,
         "perturb.downscale_factor": [0.4, 0.9]},
 }
-PROTOCOLS = ("a", "b", "real")
+PROTOCOLS = ("a", "b", "real", "realdf")
 
 
 def _runs(recipes: tuple[str, ...], ablate: bool | tuple[str, ...], protocol: str = "a"
@@ -168,7 +168,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                    frames: int = 4, epochs: int | None = None, workers: int = 2, seed: int = 0,
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
                    test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool | tuple[str, ...] = False,
-                   photos: str | None = None, folds: int = 3, real_parts: tuple[str, ...] | None = None,
+                   photos: str | list[str] | None = None, folds: int = 3, real_parts: tuple[str, ...] | None = None,
                    log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the generalization benchmark; returns the table (also written under ``out``).
 
@@ -190,7 +190,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                            f"{', '.join(packaged_recipes())}.")
     if protocol not in PROTOCOLS:
         raise DeepgenError(f"protocol {protocol!r} is unknown; use a (train FF++-like, test the rest), b "
-                           "(leave one dataset out) or real (people never seen, from --photos).")
+                           "(leave one dataset out), real (people never seen, from --photos) or realdf (real "
+                           "deepfakes of ../shared/data/real_deepfakes).")
     if crop_size < 16:
         raise DeepgenError(f"crop size {crop_size} is too small for a face; use --crop-size 16 or more (96 by default).")
     bad = [] if isinstance(ablate, bool) else [a for a in ablate if a not in ABLATIONS]
@@ -210,6 +211,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         load_config(recipe, {**base, **o})
     t0 = time.perf_counter()
     init_ray(None)
+    if protocol == "realdf":
+        return _protocol_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, t0, log)
     if protocol == "real":
         parts = real_parts or (("folds",) if ablate else None)
         return _protocol_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds,
@@ -263,6 +266,25 @@ def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos:
                    "frames": frames, "folds": folds, "seeds": list(range(seed, seed + seeds)), "crop_size": crop_size,
                    "protocol": "real", "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
     log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, results-{tag}.json")
+    return table
+
+
+def _protocol_realdf(out: str, runs: list, base: dict, photos, videos: int, frames: int, seed: int, seeds: int,
+                     crop_size: int, workers: int, t0: float, log: Callable[[str], None]) -> pd.DataFrame:
+    """Protocol ``realdf``: :func:`deepgen.experiments.real.run_realdf`, summarized and written under ``out``."""
+    from deepgen.experiments.real import run_realdf, summarize_realdf
+
+    raw = run_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, log)
+    table = summarize_realdf(raw)
+    md = markdown_table(table)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table-realdf.md"), "w") as f:
+        f.write(md + "\n")
+    with open(os.path.join(out, "results-realdf.json"), "w") as f:
+        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
+                   "frames": frames, "seeds": list(range(seed, seed + seeds)), "crop_size": crop_size,
+                   "protocol": "realdf", "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
+    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-realdf.md, results-realdf.json")
     return table
 
 

@@ -12,14 +12,15 @@ import click
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty --out.")
 @click.option("--recipe", default="full", show_default=True, help="Packaged recipe to train.")
-@click.option("--photos", default=None, type=click.Path(file_okay=False),
-              help="Real face photos to train and test on too (default: ../shared/data/real_faces when present).")
+@click.option("--photos", multiple=True, type=click.Path(file_okay=False),
+              help="Real face photos to train and test on too, repeatable (default: ../shared/data/real_faces and "
+                   "real_faces_more when present).")
 @click.option("--no-photos", is_flag=True, help="Procedural faces only, even when real photos are present.")
 def demo(out, quick, workers, seed, overwrite, recipe, photos, no_photos) -> None:
     """Synth -> manifest -> extract -> train -> evaluate -> score, with a summary table."""
     from deepgen.experiments.demo import demo as run
 
-    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, photos=photos,
+    run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, photos=list(photos) or None,
         use_photos=not no_photos, log=click.echo)
 
 
@@ -32,11 +33,13 @@ def benchmark() -> None:
 @click.option("--out", default="bench-out", show_default=True, help="Directory for data, runs, table and plots.")
 @click.option("--recipe", "recipes", multiple=True, default=("erm", "sbi", "dann", "supcon", "full"),
               show_default=True, help="Packaged recipes to train and compare.")
-@click.option("--protocol", type=click.Choice(["a", "b", "real"]), default="a", show_default=True,
+@click.option("--protocol", type=click.Choice(["a", "b", "real", "realdf"]), default="a", show_default=True,
               help="a: train FF++-like, test the other four; b: leave one dataset out over all five; real: real "
-                   "people from --photos, k-fold over people, leave-one-family-out, procedural -> real.")
-@click.option("--photos", default=None, type=click.Path(file_okay=False),
-              help="Real face photos for --protocol real (default: ../shared/data/real_faces when present).")
+                   "people from --photos, k-fold over people, leave-one-family-out, procedural -> real; realdf: "
+                   "train on procedural + photo corpora, score the real deepfakes of ../shared/data/real_deepfakes.")
+@click.option("--photos", multiple=True, type=click.Path(file_okay=False),
+              help="Real face photos for --protocol real/realdf, repeatable (default: ../shared/data/real_faces "
+                   "and real_faces_more when present).")
 @click.option("--folds", default=3, show_default=True, help="Folds over people (--protocol real).")
 @click.option("--real-part", "real_parts", multiple=True,
               type=click.Choice(["folds", "procedural", "lofo", "mixed"]),
@@ -61,5 +64,5 @@ def generalization(out, recipes, protocol, photos, folds, real_parts, seeds, abl
 
     run(out, tuple(recipes), videos=videos, test_videos=test_videos, frames=frames, epochs=epochs or None,
         workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
-        seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, photos=photos, folds=folds,
+        seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, photos=list(photos) or None, folds=folds,
         real_parts=tuple(real_parts) or None, log=click.echo)

@@ -23,7 +23,7 @@ TEST_PRESETS = ("celebdf", "dfdc")
 
 
 def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int = 0,
-         overwrite: bool = False, recipe: str = "full", photos: str | None = None, use_photos: bool = True,
+         overwrite: bool = False, recipe: str = "full", photos: str | list[str] | None = None, use_photos: bool = True,
          log: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out`` and return its summary (per-dataset AUC/EER/ECE, status counts, paths).
 
@@ -32,7 +32,8 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
     """
     from deepgen.datasets import write_manifest
     from deepgen.evaluation.run import evaluate
-    from deepgen.experiments.real import default_photos
+    from deepgen.experiments.real import default_photos, photo_folders
+    from deepgen.experiments.realdf import default_real_deepfakes
     from deepgen.faces.extract import extract_faces
     from deepgen.runtime import init_ray
     from deepgen.scoring import ScoreConfig, score
@@ -48,7 +49,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
     # the FF++-like preset trains (half its videos are real sources); the two others are never seen
     size = ({"videos": 24, "test_videos": 16, "photo_videos": 20, "frames": 4, "epochs": 2} if quick else
             {"videos": 600, "test_videos": 100, "photo_videos": 160, "frames": 6, "epochs": 5})
-    photos = (photos or default_photos()) if use_photos else None
+    photos = (photo_folders(photos) or default_photos()) if use_photos else None
     t_all = time.perf_counter()
     paths: dict[str, str] = {}
 
@@ -80,7 +81,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
         from deepgen.synth.photos import render_photos
 
         root, n = os.path.join(out, "data", PHOTOS), size["photo_videos"]
-        step(f"synth {PHOTOS} ({n} videos of real people from {photos})", lambda: render_photos(
+        step(f"synth {PHOTOS} ({n} videos of real people from {', '.join(photos)})", lambda: render_photos(
             photos, "ffpp", root, videos=n, seed=seed, frames=size["frames"], overwrite=overwrite))
         manifest = os.path.join(out, "manifests", f"{PHOTOS}.parquet")
         step(f"manifest {PHOTOS}", lambda: photo_manifest(root, manifest))
@@ -89,6 +90,19 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
             manifest, faces, frames=size["frames"], size=96, overwrite=overwrite))
         paths[f"manifest_{PHOTOS}"], paths[f"faces_{PHOTOS}"] = manifest, faces
         trained_on.append(os.path.join(faces, "faces"))
+        evaluated.append(faces)
+    real_deepfakes = default_real_deepfakes()
+    if real_deepfakes:  # real forgeries of FF++, DFDC and Celeb-DF: never trained on, always reported
+        from deepgen.experiments.realdf import DATASET, real_deepfake_manifest
+        from deepgen.storage import write_table
+
+        manifest = os.path.join(out, "manifests", f"{DATASET}.parquet")
+        step(f"manifest {DATASET} ({real_deepfakes})", lambda: write_table(real_deepfake_manifest(real_deepfakes),
+                                                                           manifest))
+        faces = os.path.join(out, "faces", DATASET)
+        extracted[DATASET] = step(f"extract faces {DATASET}", lambda: extract_faces(
+            manifest, faces, frames=size["frames"], size=96, overwrite=overwrite))
+        paths[f"faces_{DATASET}"] = faces
         evaluated.append(faces)
     seen = seen_statement(out, photos)
     log(seen)
@@ -130,9 +144,9 @@ def format_summary(summary: dict) -> str:
         return "  n/a" if v is None else f"{v:.3f}"
 
     lines = ["", summary.get("seen", ""), "",
-             f"{'dataset':<12}{'seen':>6}{'videos':>8}{'AUC':>8}{'EER':>8}{'ECE':>8}{'real flagged':>14}"]
+             f"{'dataset':<16}{'seen':>6}{'videos':>8}{'AUC':>8}{'EER':>8}{'ECE':>8}{'real flagged':>14}"]
     for r in summary["per_dataset"]:
-        lines.append(f"{r['dataset']:<12}{'yes' if r['seen'] else 'no':>6}{r['videos'] or 0:>8}"
+        lines.append(f"{r['dataset']:<16}{'yes' if r['seen'] else 'no':>6}{r['videos'] or 0:>8}"
                      f"{f(r['auc']):>8}{f(r['eer']):>8}{f(r['ece']):>8}{f(r.get('real_flagged')):>14}")
     lines.append("(seen: trained on its train split, scored on its test split; photos' test people are never "
                  "seen; real flagged: share of real videos scoring >= 0.5)")
@@ -163,7 +177,7 @@ def photo_manifest(root: str, out: str) -> None:
     write_table(t, out)
 
 
-def seen_statement(out: str, photos: str | None) -> str:
+def seen_statement(out: str, photos: list[str] | None) -> str:
     """One plain paragraph: which faces the demo's detector learns from and which it never sees."""
     from deepgen.storage import read_table
 
@@ -181,7 +195,8 @@ def seen_statement(out: str, photos: str | None) -> str:
 
     splits = load_groundtruth(os.path.join(out, "data", PHOTOS))["splits"]
     train_people = sum(s in ("train", "val") for s in splits.values())
-    return (text + f", and {count(PHOTOS)} videos made from photos of {train_people} real people in {photos} "
+    return (text + f", and {count(PHOTOS)} videos made from photos of {train_people} real people in "
+                   f"{' and '.join(photos)} "
             f"(swaps, reenactment, autoencoder and neural-texture fakes); the {len(splits) - train_people} "
             f"people of the photos' test split, and every Celeb-DF- and DFDC-like video, it never saw.")
 

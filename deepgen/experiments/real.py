@@ -35,14 +35,24 @@ from deepgen.errors import DeepgenError
 from deepgen.experiments.corpora import prepared_corpus, read_stamp, video_scores, write_stamp
 
 THRESHOLD = 0.5  # bundles score P(fake) calibrated by offset and temperature and ship no other threshold
-SHARED_PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "real_faces")
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+PHOTO_FOLDERS = ("real_faces", "real_faces_more")  # the shared photo folders, 34 people together
 PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
 
 
-def default_photos() -> str | None:
-    """``../shared/data/real_faces`` beside the checkout when it exists (the project ships no photos)."""
-    path = os.path.normpath(SHARED_PHOTOS)
-    return path if os.path.isdir(path) else None
+def default_photos() -> list[str] | None:
+    """Every shared photo folder beside the checkout (``../shared/data/real_faces`` and ``real_faces_more``)
+    that exists, or None (the project ships no photos)."""
+    found = [os.path.normpath(os.path.join(SHARED_DATA, f)) for f in PHOTO_FOLDERS]
+    found = [f for f in found if os.path.isdir(f)]
+    return found or None
+
+
+def photo_folders(photos: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """``--photos`` as a list of folders (one folder or several), or None."""
+    if not photos:
+        return None
+    return [photos] if isinstance(photos, str) else list(photos)
 
 
 def fold_groups(people: list[str], folds: int, seed: int) -> dict[str, str]:
@@ -52,7 +62,7 @@ def fold_groups(people: list[str], folds: int, seed: int) -> dict[str, str]:
     return {order[j]: f"fold{k % folds}" for k, j in enumerate(perm)}
 
 
-def prepare_photo_corpus(out: str, photos: str, videos: int, frames: int, seed: int, folds: int, crop_size: int,
+def prepare_photo_corpus(out: str, photos: list[str], videos: int, frames: int, seed: int, folds: int, crop_size: int,
                          log: Callable[[str], None]) -> dict:
     """Render (or reuse) the photo corpus with people in fold groups, its manifest and ``crop_size`` faces."""
     from deepgen.datasets import write_manifest
@@ -66,7 +76,7 @@ def prepare_photo_corpus(out: str, photos: str, videos: int, frames: int, seed: 
                       overwrite=True, log=log)
         write_manifest("ffpp", root, manifest)
 
-    stamp = {"photos": os.path.abspath(photos), "videos": videos, "frames": frames, "seed": seed, "folds": folds}
+    stamp = {"photos": [os.path.abspath(p) for p in photos], "videos": videos, "frames": frames, "seed": seed, "folds": folds}
     root, fdir = prepared_corpus(out, "photos", stamp, render, frames, crop_size, log)
     gt = load_groundtruth(root)
     person = {f"ffpp/{k}": e["target"] for k, e in gt["media"].items()}
@@ -168,7 +178,8 @@ def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: l
     return rows
 
 
-def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: str | None, videos: int, frames: int,
+def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: list[str] | None, videos: int,
+             frames: int,
              seed: int, seeds: int, crop_size: int, workers: int, folds: int, log: Callable[[str], None],
              parts: tuple[str, ...] = PARTS) -> pd.DataFrame:
     """The real-face protocol's ``parts`` (of :data:`PARTS`) for every seed; one row per (row, fold, seed).
@@ -181,18 +192,18 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
     if bad:
         raise DeepgenError(f"real-protocol part(s) {', '.join(bad)} are unknown; choose from {', '.join(PARTS)}.")
 
-    photos = photos or default_photos()
+    photos = photo_folders(photos) or default_photos()
     if not photos:
         raise DeepgenError("the real protocol needs real face photos; pass --photos DIR (e.g. "
                            "../shared/data/real_faces).")
     if folds < 2:
         raise DeepgenError(f"--folds is {folds}; the real protocol needs at least 2 folds over people.")
-    log(f"data: photo corpus from {photos} ({videos} media items, {frames} frames, {crop_size}-px crops), "
+    log(f"data: photo corpus from {', '.join(photos)} ({videos} media items, {frames} frames, {crop_size}-px crops), "
         f"{folds} folds over people, {seeds} seed(s)")
     data = prepare_photo_corpus(out, photos, videos, frames, seed, folds, crop_size, log)
     n_groups = len(set(data["groups"].values()))
     if n_groups < folds:
-        raise DeepgenError(f"--photos {photos} holds {len(data['groups'])} people, too few for {folds} folds; "
+        raise DeepgenError(f"--photos {', '.join(photos)} holds {len(data['groups'])} people, too few for {folds} folds; "
                            "lower --folds.")
     proc = (prepare_procedural(out, videos, frames, seed, crop_size, log)
             if {"procedural", "mixed"} & set(parts) else None)
@@ -229,6 +240,72 @@ def run_real(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: st
                         rows.append({"row": f"{name} (procedural+real)", "protocol": "procedural+real→real",
                                      "fold": i, "seed": s, **r})
     return pd.DataFrame(rows)
+
+
+def run_realdf(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: list[str] | None, videos: int,
+               frames: int, seed: int, seeds: int, crop_size: int, workers: int, log: Callable[[str], None],
+               real_deepfakes: str | None = None) -> pd.DataFrame:
+    """Protocol ``realdf``: each run trained on the procedural corpus plus the photo corpus (every person
+    trains), scored on the real deepfakes of ``../shared/data/real_deepfakes``; one row per (run, seed,
+    source) with the source's AUC, its bootstrap 95% interval, real items flagged and the share out of domain."""
+    from deepgen.experiments.realdf import (
+        default_real_deepfakes,
+        prepare_real_deepfakes,
+        score_items,
+        source_metrics,
+    )
+    from deepgen.models.bundle import load_bundle
+    from deepgen.train import train
+    from deepgen.train.config import load_config
+
+    root = real_deepfakes or default_real_deepfakes()
+    if not root:
+        raise DeepgenError("the realdf protocol needs the real deepfakes; pass --real-deepfakes DIR (e.g. "
+                           "../shared/data/real_deepfakes).")
+    photos = photo_folders(photos) or default_photos()
+    log(f"data: real deepfakes in {root}; training on {videos} procedural videos"
+        + (f" and {videos} videos of the people in {', '.join(photos)}" if photos else "") + f", {seeds} seed(s)")
+    test = prepare_real_deepfakes(out, root, frames, crop_size, log)
+    corpora = [prepare_procedural(out, videos, frames, seed, crop_size, log)]
+    if photos:
+        data = prepare_photo_corpus(out, photos, videos, frames, seed, 3, crop_size, log)
+        corpora.append(fold_tables(out, data, -1, seed)[0])  # fold -1: no test people, everyone trains
+    rows = []
+    for k in range(seeds):
+        s = seed + k
+        for name, recipe, o in runs:
+            overrides = {**base, **o, "seed": s}
+            run = os.path.join(out, "runs-realdf", f"{name}-s{s}")
+            key = json.loads(json.dumps({"recipe": recipe, "config": load_config(recipe, overrides).to_dict(),
+                                         "faces": corpora, "test": root}, default=float))
+            stamp = read_stamp(run)
+            if stamp and stamp.get("key") == key:
+                found = stamp["rows"]
+            else:
+                t = time.perf_counter()
+                res = train(recipe, corpora, run, workers=workers, overrides=overrides, overwrite=True, quiet=True)
+                found = [{**r, "train_s": round(time.perf_counter() - t)}
+                         for r in source_metrics(score_items(load_bundle(res["bundle"]), test), THRESHOLD, s)]
+                write_stamp(run, {"key": key, "rows": found})
+            log(f"  {name:24s} seed {s}: " + "; ".join(f"{r['source']} AUC {r['auc']:.3f}" for r in found))
+            rows += [{"row": name, "seed": s, **r} for r in found]
+    return pd.DataFrame(rows)
+
+
+def summarize_realdf(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, source): mean ± std over seeds of AUC (with the mean bootstrap interval), real
+    items flagged and the share out of domain."""
+    out = []
+    for (name, source), g in raw.groupby(["row", "source"], sort=False):
+        row = {"row": name, "source": source, "items": f"{g['real'].iloc[0]} real / {g['fake'].iloc[0]} fake",
+               "seeds": len(g)}
+        for c in ("auc", "real_flagged", "out_of_domain"):
+            v = g[c].to_numpy(float)
+            v = v[np.isfinite(v)]
+            row[c] = f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else ""
+        row["auc 95% interval"] = f"[{g['auc_lo'].mean():.2f}, {g['auc_hi'].mean():.2f}]"
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def summarize_real(raw: pd.DataFrame) -> pd.DataFrame:

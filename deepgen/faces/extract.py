@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from deepgen.errors import DeepgenError
 from deepgen.faces.detect import DETECTORS
-from deepgen.faces.media import ExtractConfig, extract_media
+from deepgen.faces.media import ExtractConfig, check_options, extract_media
 from deepgen.schema import FACES_SCHEMA, MANIFEST_COLUMNS, validate_manifest
 from deepgen.storage import (
     atomic_dir,
@@ -38,7 +38,6 @@ from deepgen.storage import (
     write_bytes,
     write_table,
 )
-from deepgen.video import SAMPLINGS
 
 PARTIAL_SUFFIX = ".partial"
 SETTINGS = "settings.json"
@@ -139,12 +138,7 @@ def extract_faces(
         raise DeepgenError(f"detector {detector!r} is unknown; choose one of {', '.join(DETECTORS)}.")
     if cfg_kwargs.get("image_format", "jpeg") not in ("jpeg", "jpg", "png"):
         raise DeepgenError(f"image format {cfg_kwargs['image_format']!r} is unknown; use jpeg or png.")
-    if frames < 1 or size < 16 or margin < 0:
-        raise DeepgenError("--frames must be >= 1, --size >= 16 and --margin >= 0; fix the option values.")
-    if cfg_kwargs.get("sampling", "uniform") not in SAMPLINGS:
-        raise DeepgenError(f"sampling {cfg_kwargs['sampling']!r} is unknown; use {' or '.join(SAMPLINGS)}.")
-    if cfg_kwargs.get("clip_len", 8) < 1:
-        raise DeepgenError(f"clip length {cfg_kwargs['clip_len']} is too small; pass --clip-len 1 or more.")
+    check_options(frames, cfg_kwargs.get("sampling", "uniform"), cfg_kwargs.get("clip_len", 8), size, margin)
     if chunk_size < 1:
         raise DeepgenError(f"chunk size {chunk_size} is too small; pass --chunk-size 1 or more.")
     cfg = ExtractConfig(frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,

@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from deepgen.errors import DeepgenError
 from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
 from deepgen.faces.track import track_faces
-from deepgen.video import MediaError, run_positions, sample_frames
+from deepgen.video import MediaError, check_sampling, run_positions, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
 
@@ -44,6 +45,28 @@ class ExtractConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# The status of an item that failed for a reason outside it: an option, the environment (access, memory)
+# or a decoder bug. Every other status is the item's own; rescoring records only those, so an item with
+# this status is tried again by the next run instead of being kept as failed.
+NOT_THE_ITEMS = "error"
+
+
+def failure_reason(e: Exception) -> str:
+    """One line for an unexpected failure: its type and message."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+
+
+def check_options(frames: int, sampling: str = "uniform", clip_len: int = 8, size: int | None = None,
+                  margin: float | None = None) -> None:
+    """The one check of sampling and crop options, shared by extract, score and rescore before any bundle
+    loads or Ray starts; ``size`` / ``margin`` of None are not checked (scoring takes them from the bundle)."""
+    check_sampling(frames, sampling, clip_len)
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 16):
+        raise DeepgenError(f"--size is {size!r}; crop faces to 16 pixels or more.")
+    if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):  # NaN fails too
+        raise DeepgenError(f"--margin is {margin!r}; give 0 or more (0.3 adds 30% around the face).")
 
 
 def status_row(row: dict, status: str, error: str | None = None, n_frames: int = 0, n_faces: int = 0,
@@ -93,7 +116,8 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
     Every face row carries ``track_id`` (0..k-1, largest track first; see :mod:`deepgen.faces.track`).
 
     Returns (face rows per FACES_SCHEMA, status row with status ok|no_face|decode_error|unreadable|
-    missing, error, n_frames sampled, n_faces kept).
+    missing|too_large, or ``error`` when the failure is not the item's (see :data:`NOT_THE_ITEMS`), error,
+    n_frames sampled, n_faces kept).
     """
     t0 = time.perf_counter()
     try:
@@ -101,9 +125,8 @@ def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[di
                                 threads=cfg.threads, sampling=cfg.sampling, clip_len=cfg.clip_len)
     except MediaError as e:
         return [], status_row(row, e.status, e.reason, seconds=time.perf_counter() - t0)
-    except Exception as e:  # a decoder bug must not kill a corpus run
-        msg = " ".join(str(e).split())[:160]
-        return [], status_row(row, "decode_error", f"{type(e).__name__}: {msg}", seconds=time.perf_counter() - t0)
+    except Exception as e:  # an option, the environment or a decoder bug, not the item: it must not kill the run
+        return [], status_row(row, "error", failure_reason(e), seconds=time.perf_counter() - t0)
     det = detector or get_detector(cfg.detector, cfg.predictor_path)
     frames = sampled.frames
     clip_of = run_positions(sampled.indices, sampled.runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -60,7 +61,7 @@ def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0, sampling
 def score(media, manifest, out, overwrite, as_json, checkpoints, frames, sampling, clip_len, detector, mc_passes,
           evidence, explain, model_batch, gpu_decode, gpu_slices, allowed_roots, address, quiet) -> None:
     """Score every media item of a manifest (one row per item, failures as status rows), or one MEDIA
-    file: `deepgen score clip.mp4 --checkpoint C` prints its verdict."""
+    file: `deepgen score clip.mp4 --checkpoint C` prints its verdict (exit status 1 when it gets no score)."""
     from deepgen.errors import DeepgenError
 
     cfg = _cfg(frames, detector, mc_passes, evidence, model_batch, explain, sampling, clip_len, gpu_decode,
@@ -86,6 +87,8 @@ def score(media, manifest, out, overwrite, as_json, checkpoints, frames, samplin
             click.echo(json.dumps({k: v for k, v in row.items() if k not in skip}, indent=2, default=str))
         else:
             click.echo(format_verdict(row))
+        if row.get("score") is None:  # not scored (no face, damaged, ...): the status line above says why
+            sys.exit(1)
         return
     if manifest is None or out is None:
         raise DeepgenError("pass --manifest M and --out SCORES to score many items, or one MEDIA file to score it.")

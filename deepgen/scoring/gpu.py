@@ -6,7 +6,9 @@ GPU from the full-resolution frames. Nothing but the small frames leaves the dev
 the model as one uint8 tensor. Several videos are in flight per actor (threads), so several NVDEC
 engines work at once. Where torchcodec (or its FFmpeg, or NVDEC) is missing, PyAV decodes on the CPU
 instead, announced by one log line; on a CPU-only machine the same code runs with torchcodec's CPU
-decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`.
+decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`. Both decoders turn
+frames upright by the stream's display matrix (torchcodec >= 0.17 itself, on every device; PyAV in
+:func:`deepgen.video.upright`), so phone video stored sideways is cropped as players show it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from deepgen.faces.crop import crop_box, crop_face
 from deepgen.faces.detect import Detection
-from deepgen.faces.media import ExtractConfig, detect_frames
+from deepgen.faces.media import NOT_THE_ITEMS, ExtractConfig, detect_frames, failure_reason
 from deepgen.faces.track import track_faces
 from deepgen.video import (
     MediaError,
@@ -166,9 +168,8 @@ class DeviceFaces:
             got = self.decode(str(row["uri"]), row.get("media_type") or "video")
         except MediaError as e:
             return {"status": e.status, "error": e.reason, "n_frames": 0}, None, []
-        except Exception as e:  # a decoder bug must not kill a corpus run
-            msg = " ".join(str(e).split())[:160]
-            return {"status": "decode_error", "error": f"{type(e).__name__}: {msg}", "n_frames": 0}, None, []
+        except Exception as e:  # an option, the environment or a decoder bug: not the item's fault
+            return {"status": NOT_THE_ITEMS, "error": failure_reason(e), "n_frames": 0}, None, []
         full = got.frames
         _, _, h, w = full.shape
         tw, th = target_size(w, h, cfg.max_side) if max(w, h) > cfg.max_side else (w, h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 
@@ -56,17 +57,40 @@ def _load_media_rows(source: str, fs, path: str) -> list[dict]:
     if fs.isfile(path):
         raise DeepgenError(f"{source} is neither a Parquet manifest nor a folder of media; pass one of those.")
     files = sorted(p for p in fs.find(path) if p.lower().endswith(VIDEO_EXTS + IMAGE_EXTS))
-    name = (posixpath if storage.is_remote(source) else os.path).basename(path.rstrip("/")) or "incoming"
-    return [
-        {
-            "media_id": f"{name}/{p[len(path):].lstrip('/')}",
-            "uri": storage.to_uri(fs, p),
-            "media_type": "image" if p.lower().endswith(IMAGE_EXTS) else "video",
-            "label": None,
-            "dataset": name,
-        }
-        for p in files
-    ]
+    name = printable((posixpath if storage.is_remote(source) else os.path).basename(path.rstrip("/")) or "incoming")
+    rows = []
+    for p in files:
+        rel = printable(p[len(path):].lstrip("/"))
+        rows.append({"media_id": f"{name}/{rel}", "uri": printable(storage.to_uri(fs, p)),
+                     "media_type": "image" if p.lower().endswith(IMAGE_EXTS) else "video", "label": None,
+                     "dataset": name})
+        if printable(p) != p:  # tables hold UTF-8 text only, so this name cannot travel: a status row
+            rows[-1].update(status="unreadable",
+                            error=f"its file name {rel} is not valid UTF-8; rename the file to score it")
+    return rows
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes of a file name that are not UTF-8 shown as ``\\xff`` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_media_file(path: str) -> None:
+    """Refuse, in one sentence, a path that is not one readable file: absent, a folder, a symlink loop."""
+    fs, p = storage.get_fs(path)
+    if not storage.is_remote(path) and os.path.islink(p):
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise DeepgenError(f"{printable(path)} is a symlink loop; point the link at a real file.") from None
+            raise DeepgenError(f"{printable(path)} is a symlink to {printable(os.readlink(p))}, which does not "
+                               "exist; point the link at a real file.") from None
+    if not storage.exists(path):
+        raise DeepgenError(f"{printable(path)} does not exist; pass a video or image file (or --manifest for many).")
+    if fs.isdir(p):
+        raise DeepgenError(f"{printable(path)} is a folder; pass one video or image file, or score the folder with "
+                           "--manifest.")
 
 
 def _is_table_dir(fs, path: str) -> bool:

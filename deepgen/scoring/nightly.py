@@ -4,7 +4,9 @@ Items are keyed by ``media_id`` plus a content fingerprint (size + mtime, or the
 changed file is scored again and a new model scores everything. Results are committed in chunks as
 they stream out of the pipeline; a run killed at any point and started again scores each item
 exactly once (idempotent: a second run over the same input adds nothing), also when two runs overlap
-(they take turns through a lease per store and model).
+(they take turns through a lease per store and model). Only outcomes that belong to the item are
+recorded: an item failed by an option, the environment or a decoder bug (status ``error``) is left
+out, so the next run tries it again instead of keeping it as failed for good.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from deepgen import storage
 from deepgen.errors import DeepgenError
+from deepgen.faces.media import NOT_THE_ITEMS, check_options
 from deepgen.inference import ensemble_model_id, load_bundles
 from deepgen.scoring import store
 from deepgen.scoring.inputs import check_allowed, load_media_rows
@@ -52,6 +56,8 @@ def rescore(
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
+    cfg = cfg or ScoreConfig()
+    check_options(cfg.frames, cfg.sampling, cfg.clip_len, margin=cfg.margin)  # before any bundle, lease or Ray
     date = check_date(date) if date is not None else datetime.now(timezone.utc).strftime("%Y-%m-%d")
     run_id = f"{datetime.now(timezone.utc).strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     rows = load_media_rows(incoming)
@@ -62,6 +68,7 @@ def rescore(
     bundles = load_bundles(paths)  # a bad bundle fails here in one sentence, before any actor
     model_id = ensemble_model_id([b.model_id for b in bundles])  # a new model (or member) rescores everything
     written = 0
+    outside: list[str] = []  # errors of items failed by something outside them: not recorded, tried next run
     run_domain = {"checked": 0, "out_of_domain": 0}
     # one run at a time per store and model: what is done is read only once the lease is held
     with Lease(store_uri, model_id, wait_s=lease_wait_s) as lease:
@@ -72,8 +79,13 @@ def rescore(
             pending: list[pa.Table] = []
             n_pending = 0
             progress = Progress(len(todo), "rescore", quiet=quiet)
-            for batch in score_stream(todo, paths, cfg or ScoreConfig(), batch_rows=chunk_size):
+            for batch in score_stream(todo, paths, cfg, batch_rows=chunk_size):
                 progress.update(batch.num_rows)
+                theirs = pc.fill_null(pc.not_equal(batch.column("status"), NOT_THE_ITEMS), True)
+                outside += batch.filter(pc.invert(theirs)).column("error").to_pylist()
+                batch = batch.filter(theirs)
+                if not batch.num_rows:
+                    continue
                 for k, v in domain_counts(batch).items():
                     run_domain[k] += v
                 pending.append(batch)
@@ -88,9 +100,13 @@ def rescore(
     warning = domain_warning(run_domain)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    if outside:
+        print(f"warning: {len(outside)} items failed for a reason outside them (status error, e.g. {outside[0]}); "
+              "they are not recorded, so the next run tries them again.", file=sys.stderr, flush=True)
     summary = run_summary(store_uri, model_id, bundles[0].reference, date, alpha=alpha)
     summary.update({
-        "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo),
+        "run_id": run_id, "incoming": str(incoming), "items_seen": len(rows), "items_scored": len(todo) - len(outside),
+        "items_not_recorded": len(outside),
         "already_scored": len(rows) - len(todo), "chunks_written": written, "lease_wait_s": round(lease.waited_s, 2),
         "run_out_of_domain": run_domain["out_of_domain"],
         "seconds": round(time.perf_counter() - t0, 2),

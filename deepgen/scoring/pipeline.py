@@ -38,6 +38,7 @@ EXTRA_SCHEMA = [
     ("heatmap_frames", pa.list_(pa.int32())),  # their frame indices
     ("heatmap_kind", pa.string()),  # gradcam | boundary
     ("temporal_score", pa.float64()),  # a temporal bundle's temporal part alone (deepgen.inference); else null
+    ("operating_point", pa.string()),  # which decision point the score is read against (adapt threshold or not)
 ]
 
 
@@ -91,19 +92,20 @@ class FaceStage:
         self.detector = get_detector(cfg.detector, cfg.predictor_path)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            if row.get("status"):  # rejected before decoding (e.g. outside the allowed roots)
-                faces, st = [], {"status": row["status"], "error": row.get("error"), "n_frames": 0}
-            else:
-                faces, st = extract_media(row, self.cfg, self.detector)
-            out.append({**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
-                        "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
-                        "track_ids": [int(f.get("track_id") or 0) for f in faces],
-                        "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps"),
-                        "clip_index": [f.get("clip_index") for f in faces],
-                        "clip_pos": [f.get("clip_pos") for f in faces]})
-        return pa.Table.from_pylist(out, schema=CROPS_SCHEMA)
+        return pa.Table.from_pylist([self.crops_row(row) for row in batch.to_pylist()], schema=CROPS_SCHEMA)
+
+    def crops_row(self, row: dict) -> dict:
+        """One media row's crops row (CROPS_SCHEMA); a row with a ``status`` passes through undecoded."""
+        if row.get("status"):  # rejected before decoding (e.g. outside the allowed roots)
+            faces, st = [], {"status": row["status"], "error": row.get("error"), "n_frames": 0}
+        else:
+            faces, st = extract_media(row, self.cfg, self.detector)
+        return {**{k: row.get(k) for k in _CARRY}, "status": st["status"], "error": st["error"],
+                "n_frames": st["n_frames"], "crops": [f["image"] for f in faces],
+                "track_ids": [int(f.get("track_id") or 0) for f in faces],
+                "frame_indices": [int(f["frame_index"]) for f in faces], "fps": st.get("fps"),
+                "clip_index": [f.get("clip_index") for f in faces],
+                "clip_pos": [f.get("clip_pos") for f in faces]}
 
 
 class ModelStage(BundleActor):
@@ -138,7 +140,8 @@ class ModelStage(BundleActor):
                     frames[c] = out[c]
         videos = aggregate_media(frames, self.scorer.temperature, self.scorer.temporal).set_index("media_id") if len(images) else None
         details = self.details(media_rows, frames, images, videos) if len(images) else {}
-        return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details), schema=scores_schema())
+        return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details,
+                                               self.scorer.operating_point), schema=scores_schema())
 
     def details(self, media_rows: list[dict], frames: pd.DataFrame, images: list[np.ndarray],
                 videos: pd.DataFrame) -> dict[str, dict]:
@@ -175,7 +178,7 @@ class ModelStage(BundleActor):
 
 
 def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: str,
-               details: dict[str, dict] | None = None) -> list[dict]:
+               details: dict[str, dict] | None = None, operating_point: str | None = None) -> list[dict]:
     """Scores rows (SCORES_SCHEMA + extras) from the media rows, their aggregated videos and per-item
     ``details`` (timeline, crops, heat maps). An item without a score keeps every score column null."""
     now = datetime.now(timezone.utc)
@@ -184,7 +187,7 @@ def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: st
         rec = {
             **{k: meta.get(k) for k in _CARRY},
             "status": meta["status"], "error": meta["error"], "n_frames": meta["n_frames"], "n_faces": 0,
-            "n_tracks": 0, "model_id": model_id, "scored_at": now,
+            "n_tracks": 0, "model_id": model_id, "scored_at": now, "operating_point": operating_point,
         }
         if videos is not None and meta["media_id"] in videos.index:
             v = videos.loc[meta["media_id"]]

@@ -9,6 +9,7 @@ from collections import Counter
 import pyarrow as pa
 
 from deepgen import storage
+from deepgen.faces.media import check_options
 from deepgen.inference import ensemble_model_id, load_bundles
 from deepgen.scoring.inputs import check_allowed, load_media_rows
 from deepgen.scoring.pipeline import ScoreConfig, finish_rows, score_stream
@@ -48,13 +49,14 @@ def score(
     from deepgen.runtime import init_ray
 
     t0 = time.perf_counter()
+    cfg = cfg or ScoreConfig()
+    check_options(cfg.frames, cfg.sampling, cfg.clip_len, margin=cfg.margin)  # before any bundle or Ray
     paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
     storage.check_output_path(out, inputs=[manifest, *paths], overwrite=overwrite)  # before any work
     rows = load_media_rows(manifest)
     check_allowed(rows, allowed_roots)
     model_id = ensemble_model_id([b.model_id for b in load_bundles(paths)])  # fails here, before any actor
     init_ray(address)
-    cfg = cfg or ScoreConfig()
     with storage.atomic_dir(out, overwrite=overwrite, inputs=[manifest, *paths]) as tmp:
         t1 = time.perf_counter()
         tables = []
@@ -90,22 +92,21 @@ def score_file(path: str, checkpoint: str | list[str], cfg: ScoreConfig | None =
     """
     import os
 
-    from deepgen.errors import DeepgenError
-    from deepgen.scoring.inputs import IMAGE_EXTS
-    from deepgen.scoring.pipeline import FaceStage, ModelStage, extract_config
+    from deepgen.scoring.inputs import IMAGE_EXTS, check_media_file, printable
+    from deepgen.scoring.pipeline import CROPS_SCHEMA, FaceStage, ModelStage, extract_config
 
-    if not storage.exists(path):
-        raise DeepgenError(f"{path} does not exist; pass a video or image file (or --manifest for many).")
-    fs, p = storage.get_fs(path)
-    if fs.isdir(p):
-        raise DeepgenError(f"{path} is a folder; pass one video or image file, or score the folder with --manifest.")
+    cfg = cfg or ScoreConfig()
+    check_options(cfg.frames, cfg.sampling, cfg.clip_len, margin=cfg.margin)  # before any bundle loads
+    check_media_file(path)
     paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
     load_bundles(paths)  # a bad checkpoint fails here with its one-sentence error
-    cfg = cfg or ScoreConfig()
-    row = {"media_id": os.path.basename(p.rstrip("/")), "uri": str(path), "label": None, "dataset": None,
+    p = storage.get_fs(path)[1]
+    row = {"media_id": printable(os.path.basename(p.rstrip("/"))), "uri": str(path), "label": None, "dataset": None,
            "fingerprint": None, "media_type": "image" if p.lower().endswith(IMAGE_EXTS) else "video",
            "status": None, "error": None}
-    crops = FaceStage(extract_config(paths, cfg))(pa.Table.from_pylist([row]))
+    found = FaceStage(extract_config(paths, cfg)).crops_row(row)
+    # the name as text: a file name that is not UTF-8 still opens above, and is shown with \x escapes
+    crops = pa.Table.from_pylist([{**found, "uri": printable(str(path))}], schema=CROPS_SCHEMA)
     model = ModelStage(paths[0] if len(paths) == 1 else paths, cfg.mc_passes, cfg.evidence, cfg.explain)
     return model(crops).to_pylist()[0]
 
@@ -134,5 +135,6 @@ def format_verdict(row: dict) -> str:
         at = f"frame {i}" + (f" ({ts:.2f} s)" if ts is not None else "")
         lines.append(f"  track {t}: {len(fr)} frames, mean frame score {sum(f[0] for f in fr) / len(fr):.3f}, "
                      f"highest {s:.3f} at {at}")
-    lines.append(f"  model {row['model_id']}")
+    lines.append(f"  model {row['model_id']}" + (f"; decision point {row['operating_point']}"
+                                                 if row.get("operating_point") else ""))
     return "\n".join(lines)

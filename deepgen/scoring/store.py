@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deepgen import storage
+from deepgen.schema import dedupe_scores
 
 
 def fingerprints(uris: list[str]) -> list[str]:
@@ -77,25 +78,6 @@ def read_scores(store: str, model_id: str, date: str | None = None) -> pa.Table 
             return None
         table = pa.concat_tables([pq.read_table(f, filesystem=fs) for f in files], promote_options="default")
     return dedupe_scores(table)
-
-
-def dedupe_scores(table: pa.Table) -> pa.Table:
-    """One row per ``(media_id, fingerprint, model_id)``: the earliest scored, so a store that two
-    overlapping runs (before leases) wrote twice still reads as if each item was scored once."""
-    keys = [c for c in ("media_id", "fingerprint", "model_id") if c in table.column_names]
-    if not keys or table.num_rows == 0:
-        return table
-    cols = table.select(keys).to_pydict()
-    stamps = table.column("scored_at").to_pylist() if "scored_at" in table.column_names else [None] * table.num_rows
-    order = sorted(range(table.num_rows), key=lambda i: (stamps[i] is None, stamps[i] or 0, i))
-    seen: set[tuple] = set()
-    keep = []
-    for i in order:
-        key = tuple(cols[k][i] for k in keys)
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return table if len(keep) == table.num_rows else table.take(sorted(keep))
 
 
 def scored_keys(store: str, model_id: str) -> set[tuple[str, str]]:

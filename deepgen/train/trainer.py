@@ -152,14 +152,21 @@ def video_logits(logits: np.ndarray, labels: np.ndarray, datasets: np.ndarray, v
     return agg["logit"].to_numpy(), first["y"].to_numpy(), first["d"].to_numpy()
 
 
-def training_features(model, train: pa.Table, n: int = OOD_REFERENCE, seed: int = 0) -> np.ndarray:
-    """Features of a seeded sample of ``n`` training faces under the final model: the reference the
-    out-of-domain check measures distances to (``ood_sample`` in ``reference_features.npz``)."""
+def sample_images(table: pa.Table, n: int = OOD_REFERENCE, seed: int = 0, rows: np.ndarray | None = None
+                  ) -> list[np.ndarray]:
+    """A seeded sample of up to ``n`` decoded face crops of ``table`` (of ``rows`` when given)."""
     from deepgen.faces.crop import decode_image
+
+    pool = np.arange(table.num_rows) if rows is None else np.flatnonzero(rows)
+    idx = np.sort(np.random.default_rng(seed).permutation(pool)[:n])
+    return [decode_image(b) for b in table.column("image").take(pa.array(idx, pa.int64())).to_pylist()]
+
+
+def training_features(model, images: list[np.ndarray]) -> np.ndarray:
+    """Features of sampled training faces under the final model: the reference the out-of-domain check
+    measures distances to (``ood_sample`` in ``reference_features.npz``)."""
     from deepgen.inference import model_frame_outputs
 
-    idx = np.sort(np.random.default_rng(seed).permutation(train.num_rows)[:n])
-    images = [decode_image(b) for b in train.column("image").take(pa.array(idx)).to_pylist()]
     return model_frame_outputs(model, images, "cpu")["features"].astype(np.float32)
 
 
@@ -305,9 +312,18 @@ def train(
     from deepgen.evaluation.ood import fit_ood
 
     frame_temperature = fit_temperature(val["logits"][seen], val["labels"][seen])  # for comparison
-    ood_sample = training_features(model, data.train, seed=cfg.seed)
+    train_images = sample_images(data.train, seed=cfg.seed)
+    ood_sample = training_features(model, train_images)
     feature_videos = val.get("feature_videos", np.arange(len(val["features"])))  # older states: a face = an item
     ood = fit_ood(ood_sample, val["features"][ref_rows], feature_videos[ref_rows])
+    # features fine-tuning never shaped (the packaged ImageNet backbone), which still see real footage
+    from deepgen.evaluation.frozen import fit_frozen_check
+
+    val_own = ~np.isin(data.val.column("dataset").to_numpy(zero_copy_only=False), held_ids)
+    if "synthetic" in data.val.column_names:
+        val_own &= ~data.val.column("synthetic").to_numpy(zero_copy_only=False).astype(bool)
+    ood["frozen"], frozen_sample = fit_frozen_check(
+        train_images, sample_images(data.val, seed=cfg.seed, rows=val_own), cfg.model.image_size)
     temporal_rec = None
     if temporal:  # second stage: the temporal head on cached clip embeddings, then the fusion temperatures
         from deepgen.train.temporal import train_temporal
@@ -345,7 +361,7 @@ def train(
         temperature=temperature,
         domain_temperatures=domain_temps,
         reference={**reference_stats(val["features"][ref_rows], val["feature_labels"][ref_rows], seed=cfg.seed),
-                   "ood_sample": ood_sample},
+                   "ood_sample": ood_sample, "ood_frozen_sample": frozen_sample},
         datasets=datasets,
         metrics=metrics,
         extras={"ood": ood, **({"faces": crops} if crops else {}), **({"temporal": temporal_rec} if temporal_rec else {})},

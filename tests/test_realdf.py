@@ -1,0 +1,57 @@
+"""Real deepfakes (issue 29): the development set read in each dataset's own layout, and the per-source
+metrics with bootstrap intervals the realdf benchmark reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepgen.evaluation.metrics import bootstrap_auc_interval
+from deepgen.experiments.realdf import (
+    default_real_deepfakes,
+    real_deepfake_manifest,
+    source_metrics,
+)
+
+
+def test_bootstrap_interval_brackets_the_auc_and_narrows_with_more_items():
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        y = np.r_[np.zeros(n), np.ones(n)].astype(int)
+        return y, np.r_[rng.normal(0, 1, n), rng.normal(1, 1, n)]
+
+    from sklearn.metrics import roc_auc_score
+
+    y, s = sample(10)
+    lo, hi = bootstrap_auc_interval(y, s, seed=1)
+    assert lo <= roc_auc_score(y, s) <= hi and (lo, hi) == bootstrap_auc_interval(y, s, seed=1)
+    y2, s2 = sample(400)
+    lo2, hi2 = bootstrap_auc_interval(y2, s2, seed=1)
+    assert hi2 - lo2 < (hi - lo) / 3
+    assert all(np.isnan(bootstrap_auc_interval([0, 0, 0], [0.1, 0.2, 0.3])))
+
+
+def test_source_metrics_per_source_and_overall():
+    items = pd.DataFrame({"label": [0, 0, 1, 1, 0, 1], "score": [0.1, 0.6, 0.7, 0.9, 0.2, 0.3],
+                          "source": ["a", "a", "a", "a", "b", "b"],
+                          "in_domain": [True, False, True, True, False, False]})
+    rows = {r["source"]: r for r in source_metrics(items)}
+    assert set(rows) == {"a", "b", "all"} and rows["a"]["auc"] == 1.0 and rows["b"]["auc"] == 1.0
+    assert rows["a"]["real_flagged"] == 0.5 and rows["all"]["real_flagged"] == pytest.approx(1 / 3)
+    assert rows["all"]["out_of_domain"] == 0.5 and rows["all"]["items"] == 6 and rows["all"]["fake"] == 3
+
+
+def test_the_shared_real_deepfakes_read_in_their_own_layouts():
+    root = default_real_deepfakes()
+    if root is None:
+        pytest.skip("../shared/data/real_deepfakes is absent")
+    t = real_deepfake_manifest(root).to_pandas()
+    counts = t.groupby("source")["label"].agg(["size", "sum"]).to_dict("index")
+    assert counts["ffpp_c23"] == {"size": 7, "sum": 4} and counts["celebdf_clips"] == {"size": 14, "sum": 7}
+    assert counts["dfdc"] == {"size": 4, "sum": 3} and counts["dfdc_crops"]["size"] == 67
+    assert set(t["split"]) == {"test"} and set(t["dataset"]) == {"real_deepfakes"} and t["media_id"].is_unique
+    assert set(t.loc[t["source"] == "dfdc_crops", "media_type"]) == {"image"}
+    assert set(t.loc[t["source"] == "ffpp_c23", "method"]) == {"real", "Deepfakes", "Face2Face", "FaceSwap",
+                                                                "NeuralTextures"}
