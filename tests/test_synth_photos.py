@@ -350,8 +350,12 @@ def test_shared_folders_merge_the_one_person_they_share(real_faces_dir):
     more = real_faces_dir.parent / "real_faces_more"
     if not (more / "identities.csv").is_file():
         pytest.skip("../shared/data/real_faces_more is absent")
+    from deepgen.experiments.real import same_person
+
     apart = _people_of([str(real_faces_dir), str(more)])
     assert len(apart) == 34
-    merged = _people_of([str(real_faces_dir), str(more)], ["p9=leonardo_dicaprio"])
+    pairs = same_person([str(real_faces_dir), str(more)])  # what the benchmarks and the demo pass
+    assert pairs == ["p9=leonardo_dicaprio"] and same_person([str(more)]) == []
+    merged = _people_of([str(real_faces_dir), str(more)], pairs)
     assert len(merged) == 33 and "leonardo_dicaprio" not in merged
     assert any(f.startswith("real_faces_more/leonardo_dicaprio/") for f in merged["p9"])

@@ -32,7 +32,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
     """
     from deepgen.datasets import write_manifest
     from deepgen.evaluation.run import evaluate
-    from deepgen.experiments.real import default_photos, photo_folders
+    from deepgen.experiments.real import default_photos, photo_folders, same_person
     from deepgen.experiments.realdf import default_real_deepfakes
     from deepgen.faces.extract import extract_faces
     from deepgen.runtime import init_ray
@@ -82,7 +82,8 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
 
         root, n = os.path.join(out, "data", PHOTOS), size["photo_videos"]
         step(f"synth {PHOTOS} ({n} videos of real people from {', '.join(photos)})", lambda: render_photos(
-            photos, "ffpp", root, videos=n, seed=seed, frames=size["frames"], overwrite=overwrite))
+            photos, "ffpp", root, videos=n, seed=seed, frames=size["frames"], overwrite=overwrite,
+            same_person=same_person(photos)))
         manifest = os.path.join(out, "manifests", f"{PHOTOS}.parquet")
         step(f"manifest {PHOTOS}", lambda: photo_manifest(root, manifest))
         faces = os.path.join(out, "faces", PHOTOS)

@@ -36,7 +36,9 @@ from deepgen.experiments.corpora import prepared_corpus, read_stamp, video_score
 
 THRESHOLD = 0.5  # bundles score P(fake) calibrated by offset and temperature and ship no other threshold
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
-PHOTO_FOLDERS = ("real_faces", "real_faces_more")  # the shared photo folders, 34 people together
+PHOTO_FOLDERS = ("real_faces", "real_faces_more")  # the shared photo folders, 33 people together
+# real_faces_more's README: its leonardo_dicaprio is real_faces' p9 (one person, merged before any split)
+SHARED_SAME_PERSON = ("p9=leonardo_dicaprio",)
 PARTS = ("folds", "procedural", "lofo", "mixed")  # in the order they run
 
 
@@ -46,6 +48,13 @@ def default_photos() -> list[str] | None:
     found = [os.path.normpath(os.path.join(SHARED_DATA, f)) for f in PHOTO_FOLDERS]
     found = [f for f in found if os.path.isdir(f)]
     return found or None
+
+
+def same_person(photos: list[str]) -> list[str]:
+    """The ``same_person`` pairs ``photos`` need: the shared folders' one common person when both are given."""
+    names = {os.path.basename(os.path.normpath(p)): os.path.realpath(p) for p in photos}
+    shared = all(os.path.realpath(os.path.join(SHARED_DATA, f)) == names.get(f) for f in PHOTO_FOLDERS)
+    return list(SHARED_SAME_PERSON) if shared else []
 
 
 def photo_folders(photos: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
@@ -70,13 +79,14 @@ def prepare_photo_corpus(out: str, photos: list[str], videos: int, frames: int, 
     from deepgen.synth.photos import load_people, render_photos
 
     def render(root: str, manifest: str) -> None:
-        people, _ = load_people(photos)
+        people, _ = load_people(photos, same_person=same_person(photos))
         groups = fold_groups([p.id for p in people], folds, seed)
         render_photos(photos, "ffpp", root, videos=videos, seed=seed, frames=frames, splits=groups,
-                      overwrite=True, log=log)
+                      overwrite=True, log=log, same_person=same_person(photos))
         write_manifest("ffpp", root, manifest)
 
-    stamp = {"photos": [os.path.abspath(p) for p in photos], "videos": videos, "frames": frames, "seed": seed, "folds": folds}
+    stamp = {"photos": [os.path.abspath(p) for p in photos], "videos": videos, "frames": frames, "seed": seed, "folds": folds,
+             "same_person": same_person(photos)}
     root, fdir = prepared_corpus(out, "photos", stamp, render, frames, crop_size, log)
     gt = load_groundtruth(root)
     person = {f"ffpp/{k}": e["target"] for k, e in gt["media"].items()}
