@@ -77,7 +77,7 @@ def _older(uri: str, tmp_path: Path) -> str:
     """The bundle as a deepgen before this change wrote it: digests of preprocessing and calibration only."""
     b = _copy(uri, tmp_path, "older")
     cfg = json.load(open(os.path.join(b, "config.json")))
-    del cfg["digests"]["files"]
+    cfg["digests"].pop("files", None)
     _write_json(b, "config.json", cfg)
     return b
 
@@ -264,3 +264,20 @@ def test_batch_scoring_refuses_a_bad_bundle_in_the_driver(ray_session, saved, tm
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert "ood.json" in err and "ActorDied" not in err
+
+
+def test_frame_scoring_for_evaluate_and_adapt_refuses_a_bad_bundle_in_the_driver(ray_session, saved, tmp_path):
+    """evaluate and adapt (align, fewshot, threshold) score frames on Ray actors: before, an actor died."""
+    import pyarrow as pa
+
+    from deepgen.evaluation.run import score_frames
+    from deepgen.synth.encode import encode_png
+
+    b = _older(saved["uri"], tmp_path)
+    _edit_ood(b, EDITS["threshold NaN"])
+    faces = pa.table({"media_id": ["m"], "frame_index": [0], "image": [encode_png(np.zeros((32, 32, 3), np.uint8))]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DeepgenError, match="thresholds.mahalanobis in .*ood.json is nan") as e:
+            score_frames(faces, b, quiet=True)
+    _one_sentence(e)

@@ -58,11 +58,13 @@ class FrameScorer(BundleActor):
 
 def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence: bool = False,
                  batch_size: int = 64, workers: int | None = None, quiet: bool = False) -> pd.DataFrame:
-    """Frame-level outputs of one checkpoint for every row of ``faces`` (Ray Data, actor pool)."""
+    """Frame-level outputs of one checkpoint for every row of ``faces`` (Ray Data, actor pool); the bundle is
+    checked here first, so a bad one is one sentence, not an actor's death (evaluate, adapt)."""
     import ray
 
     from deepgen.runtime import map_actors
 
+    load_bundles(checkpoint)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = workers or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
     # blocks cut on the driver: no upstream tasks compete with the actor pool for CPUs
