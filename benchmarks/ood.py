@@ -85,7 +85,7 @@ def build_sets(tmp: str, args) -> dict[str, list[dict]]:
         return {"media_id": mid, "uri": uri, "media_type": kind}
 
     root = render_preset("ffpp", os.path.join(tmp, "unseen"), videos=args.videos, seed=args.seed,
-                         frames=args.frames, size=128)
+                         frames=args.frames)  # rendered like the training corpus (the demo's), a new seed
     sets = {"unseen procedural": [row(r["media_id"], r["uri"], r["media_type"])
                                   for r in build_manifest("ffpp", root).to_pylist()]}
     photos = sorted(p for d in args.photos for p in glob.glob(os.path.join(d, "*.jpg")))

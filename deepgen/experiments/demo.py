@@ -105,7 +105,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
             manifest, faces, frames=size["frames"], size=96, overwrite=overwrite))
         paths[f"faces_{DATASET}"] = faces
         evaluated.append(faces)
-    seen = seen_statement(out, photos)
+    seen = seen_statement(out, photos, real_deepfakes)
     log(seen)
     run = os.path.join(out, "run")
     names = TRAIN_PRESET + (f" + {PHOTOS}" if photos else "")
@@ -178,7 +178,7 @@ def photo_manifest(root: str, out: str) -> None:
     write_table(t, out)
 
 
-def seen_statement(out: str, photos: list[str] | None) -> str:
+def seen_statement(out: str, photos: list[str] | None, real_deepfakes: str | None = None) -> str:
     """One plain paragraph: which faces the demo's detector learns from and which it never sees."""
     from deepgen.storage import read_table
 
@@ -189,9 +189,10 @@ def seen_statement(out: str, photos: list[str] | None) -> str:
 
     text = (f"What the detector has seen: {count(TRAIN_PRESET)} procedural FF++-like videos (drawn faces, "
             f"{count(TRAIN_PRESET, 0)} real, the rest forged)")
+    never = f" The real deepfakes in {real_deepfakes} it never saw either." if real_deepfakes else ""
     if not photos:
         return (text + ", and no real face at all: on real people it is unreliable and flags most of them as "
-                "fake (README, 'Real faces'). Give it real faces with --photos DIR.")
+                "fake (README, 'Real faces'). Give it real faces with --photos DIR." + never)
     from deepgen.synth import load_groundtruth
 
     splits = load_groundtruth(os.path.join(out, "data", PHOTOS))["splits"]
@@ -199,7 +200,7 @@ def seen_statement(out: str, photos: list[str] | None) -> str:
     return (text + f", and {count(PHOTOS)} videos made from photos of {train_people} real people in "
                    f"{' and '.join(photos)} "
             f"(swaps, reenactment, autoencoder and neural-texture fakes); the {len(splits) - train_people} "
-            f"people of the photos' test split, and every Celeb-DF- and DFDC-like video, it never saw.")
+            f"people of the photos' test split, and every Celeb-DF- and DFDC-like video, it never saw." + never)
 
 
 def real_flagged(predictions: str) -> dict[str, float]:
