@@ -55,3 +55,19 @@ def test_the_shared_real_deepfakes_read_in_their_own_layouts():
     assert set(t.loc[t["source"] == "dfdc_crops", "media_type"]) == {"image"}
     assert set(t.loc[t["source"] == "ffpp_c23", "method"]) == {"real", "Deepfakes", "Face2Face", "FaceSwap",
                                                                 "NeuralTextures"}
+
+
+def test_realdf_summary_and_the_heavy_compression_row():
+    from deepgen.experiments.benchmark import ABLATIONS
+    from deepgen.experiments.real import summarize_realdf
+    from deepgen.train.config import load_config
+
+    raw = pd.DataFrame({"row": ["full"] * 4, "seed": [0, 0, 1, 1], "source": ["a", "all", "a", "all"],
+                        "items": 4, "real": 2, "fake": 2, "auc": [0.5, 0.6, 0.7, 0.8],
+                        "auc_lo": [0.1, 0.2, 0.3, 0.4], "auc_hi": [0.9, 0.9, 1.0, 1.0],
+                        "real_flagged": [0.5, 0.5, 0.0, 0.0], "out_of_domain": [1.0, 1.0, 1.0, 1.0]})
+    rows = summarize_realdf(raw).set_index("source")
+    assert rows.loc["a", "auc"] == "0.600 ± 0.100" and rows.loc["a", "auc 95% interval"] == "[0.20, 0.95]"
+    assert rows.loc["all", "real_flagged"] == "0.250 ± 0.250" and rows.loc["all", "seeds"] == 2
+    cfg = load_config("full", ABLATIONS["+heavy_compression"])
+    assert tuple(cfg.perturb.jpeg_quality) == (10, 60) and cfg.perturb.downscale_p == 0.5

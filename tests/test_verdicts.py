@@ -40,7 +40,7 @@ GOOD = ("v1.mp4,/media/v1.mp4,m1,,0.1,real,2026-01-01T00:00:00Z\r\n"
 def test_read_verdicts_joins_the_scores(tmp_path, bom):
     scores = _scores(str(tmp_path / "scores"))
     v = read_verdicts(_csv(str(tmp_path / "v.csv"), GOOD, bom), scores)
-    assert list(v.columns) == ["media_id", "uri", "verdict", "label", "score"]
+    assert list(v.columns) == ["media_id", "uri", "verdict", "label", "score", "logit", "model_id"]
     assert v["verdict"].tolist() == ["real", "fake", "unsure", "real"]
     assert v["label"].tolist() == [0, 1, None, 0] and v["score"].tolist()[:3] == [0.1, 0.3, 0.4]
     assert math.isnan(v["score"].tolist()[3])  # no valid score: NaN in the float column

@@ -147,6 +147,9 @@ ABLATIONS: dict[str, dict] = {
         "perturb.jpeg_quality": [25, 95], "perturb.blur_p": 0.3, "perturb.blur_sigma": [0.3, 2.0],
         "perturb.noise_p": 0.3, "perturb.noise_std": [2.0, 12.0], "perturb.downscale_p": 0.3,
         "perturb.downscale_factor": [0.4, 0.9]},
+    "+heavy_compression": {  # user footage: H.264 at CRF 30-40 and downscaled (FF++ c40); JPEG stands in per crop
+        "perturb.jpeg_p": 0.8, "perturb.jpeg_quality": [10, 60], "perturb.downscale_p": 0.5,
+        "perturb.downscale_factor": [0.3, 0.8], "perturb.blur_p": 0.3},
 }
 PROTOCOLS = ("a", "b", "real", "realdf")
 
