@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
 
+from deepgen.testing.faces import marked_frame as marked
+from deepgen.testing.faces import read_mark, write_video
 from deepgen.video import clip_runs, run_positions, sample_frames, scan_packets
-
-BITS, CELL = 8, 8  # frame index written as 8 black/white cells of 8 px: fits a 64x48 frame
-
-
-def marked(i: int, w: int = 64, h: int = 48) -> np.ndarray:
-    f = np.full((h, w, 3), 90, np.uint8)
-    f[CELL:, :] = (i * 7) % 200 + 20  # the picture changes a little, like a real video
-    for b in range(BITS):
-        f[0:CELL, b * CELL : (b + 1) * CELL] = 255 if (i >> b) & 1 else 0
-    return f
-
-
-def read_mark(frame: np.ndarray) -> int:
-    return sum(1 << b for b in range(BITS) if frame[CELL // 2, int((b + 0.5) * CELL)].mean() > 128)
 
 
 def write(path: str, n: int, gop: int, durations_ms: list[int] | None = None) -> str:
-    """A tiny H.264 MP4 with a set GOP (no scene-cut keyframes); ``durations_ms`` makes it variable-rate."""
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.codec_context.gop_size = gop
-        s.options = {"crf": "18", "preset": "ultrafast", "x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}"}
-        if durations_ms:
-            s.codec_context.time_base = Fraction(1, 1000)
-        t = 0
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(marked(i), format="rgb24")
-            if durations_ms:
-                frame.pts, frame.time_base = t, Fraction(1, 1000)
-                t += durations_ms[i % len(durations_ms)]
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    """A tiny H.264 MP4 of marked frames with a set GOP; ``durations_ms`` makes it variable-rate."""
+    return write_video(path, (marked(i) for i in range(n)), crf=18, gop=gop, preset="ultrafast",
+                       durations_ms=durations_ms)
 
 
 def keyframes(path: str) -> list[int]:

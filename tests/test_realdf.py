@@ -71,3 +71,11 @@ def test_realdf_summary_and_the_heavy_compression_row():
     assert rows.loc["all", "real_flagged"] == "0.250 ± 0.250" and rows.loc["all", "seeds"] == 2
     cfg = load_config("full", ABLATIONS["+heavy_compression"])
     assert tuple(cfg.perturb.jpeg_quality) == (10, 60) and cfg.perturb.downscale_p == 0.5
+
+
+def test_with_no_test_fold_every_person_trains_or_validates():
+    from deepgen.experiments.real import fold_groups, val_people
+
+    groups = fold_groups([f"p{i}" for i in range(9)], 3, seed=0)
+    val = val_people(groups, None, seed=0)
+    assert len(val) == 2 and val <= set(groups) and val == val_people(groups, None, seed=0)

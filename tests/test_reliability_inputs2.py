@@ -4,58 +4,24 @@ messages and exit codes say what happened."""
 
 from __future__ import annotations
 
-import itertools
-from fractions import Fraction
-
 import av
 import numpy as np
 import pytest
 
-from deepgen.testing.faces import face_frames, load_rgb
+from deepgen.testing.faces import face_frames, load_rgb, marked_frame, read_mark, write_video
 from deepgen.testing.toyfaces import draw_face
 from deepgen.video import sample_frames, uniform_indices
 
-BITS, CELL = 8, 8  # frame index written as 8 black/white cells of 8 px
 
-
-def marked(i: int, w: int = 96, h: int = 64) -> np.ndarray:
-    f = np.full((h, w, 3), 90, np.uint8)
-    f[CELL:, :] = (i * 7) % 200 + 20
-    for b in range(BITS):
-        f[0:CELL, b * CELL : (b + 1) * CELL] = 255 if (i >> b) & 1 else 0
-    return f
-
-
-def read_mark(frame: np.ndarray) -> int:
-    return sum(1 << b for b in range(BITS) if frame[CELL // 2, int((b + 0.5) * CELL)].mean() > 128)
+def marked(i: int) -> np.ndarray:
+    return marked_frame(i, w=96, h=64)
 
 
 def encode(path: str, frames, fmt: str | None = None, gop: int = 10, durations_ms: list[int] | None = None,
            rotation: int = 0) -> str:
     """H.264 in ``fmt`` (mp4 by the name, mpegts, raw h264); ``durations_ms`` makes it variable-rate;
     ``rotation`` writes a display matrix (counter-clockwise degrees, as phones do for portrait video)."""
-    frames = iter(frames)
-    first = next(frames)
-    with av.open(path, "w", format=fmt) as c:
-        s = c.add_stream("libx264", rate=25)
-        s.height, s.width = first.shape[:2]
-        s.pix_fmt = "yuv420p"
-        s.options = {"crf": "12", "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
-        if rotation:
-            s.set_display_rotation(rotation)
-        if durations_ms:
-            s.codec_context.time_base = Fraction(1, 1000)
-        t = 0
-        for i, f in enumerate(itertools.chain([first], frames)):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            if durations_ms:
-                frame.pts, frame.time_base = t, Fraction(1, 1000)
-                t += durations_ms[i % len(durations_ms)]
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(path, frames, crf=12, gop=gop, fmt=fmt, durations_ms=durations_ms, rotation=rotation)
 
 
 # --- finding 8: containers and streams the decoders mishandled ---------------------------------------

@@ -107,16 +107,19 @@ def prepare_procedural(out: str, videos: int, frames: int, seed: int, crop_size:
     return prepared_corpus(out, "ffpp", stamp, render, frames, crop_size, log, "procedural ffpp")[1]
 
 
-def val_people(groups: dict[str, str], fold: int, seed: int) -> set[str]:
-    """Two people (one when fewer than five remain) of the training groups who validate in fold ``fold``."""
+def val_people(groups: dict[str, str], fold: int | None, seed: int) -> set[str]:
+    """Two people (one when fewer than five remain) of the training groups who validate in fold ``fold``
+    (``None``: no fold is tested, everyone else trains)."""
     rest = sorted(p for p, g in groups.items() if g != f"fold{fold}")
-    rng = np.random.default_rng([seed, 11, fold])
+    rng = np.random.default_rng([seed, 11, 1000 if fold is None else fold])
     k = 2 if len(rest) >= 5 else 1
     return {rest[i] for i in rng.permutation(len(rest))[:k]}
 
 
-def fold_tables(out: str, data: dict, fold: int, seed: int, family: str | None = None) -> tuple[str, pd.DataFrame]:
-    """The fold's training faces table (train + val people, written once) and its test people's decoded crops.
+def fold_tables(out: str, data: dict, fold: int | None, seed: int, family: str | None = None
+                ) -> tuple[str, pd.DataFrame]:
+    """The fold's training faces table (train + val people, written once) and its test people's decoded crops
+    (``fold=None``: every person trains or validates, the test crops are empty).
 
     ``family``: leave that forgery family out of training and test on the reals plus its fakes only.
     """
@@ -138,7 +141,8 @@ def fold_tables(out: str, data: dict, fold: int, seed: int, family: str | None =
     if family:
         train = train.filter(pc.not_equal(train["method"], family))
         test = test.filter(pc.is_in(test["method"], pa.array(["real", family])))
-    path = os.path.join(out, "folds", f"fold{fold}-s{seed}{'-' + family if family else ''}.parquet")
+    name = "all" if fold is None else f"fold{fold}"
+    path = os.path.join(out, "folds", f"{name}-s{seed}{'-' + family if family else ''}.parquet")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_table(train, path)
@@ -279,7 +283,7 @@ def run_realdf(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: 
     corpora = [prepare_procedural(out, videos, frames, seed, crop_size, log)]
     if photos:
         data = prepare_photo_corpus(out, photos, videos, frames, seed, 3, crop_size, log)
-        corpora.append(fold_tables(out, data, -1, seed)[0])  # fold -1: no test people, everyone trains
+        corpora.append(fold_tables(out, data, None, seed)[0])  # no test people: everyone trains
     rows = []
     for k in range(seeds):
         s = seed + k

@@ -10,15 +10,20 @@ import numpy as np
 
 
 def write_video(path: str, frames: Iterable[np.ndarray], fps: int = 25, codec: str = "libx264",
-                crf: int = 18, gop: int | None = None, preset: str = "veryfast") -> str:
-    """Encode RGB frames (any iterable, so long clips need not sit in memory) as an MP4 with PyAV;
-    with ``gop`` a keyframe exactly every ``gop`` frames (x264: no scene-cut keyframes)."""
+                crf: int = 18, gop: int | None = None, preset: str = "veryfast", fmt: str | None = None,
+                durations_ms: list[int] | None = None, rotation: int = 0) -> str:
+    """Encode RGB frames (any iterable, so long clips need not sit in memory) with PyAV, in the container
+    ``fmt`` (default: by the file name; ``mpegts``, ``h264`` for a raw stream); with ``gop`` a keyframe
+    exactly every ``gop`` frames (x264: no scene-cut keyframes); ``durations_ms`` (cycled) makes it
+    variable-rate; ``rotation`` writes a display matrix (counter-clockwise degrees, as phones do)."""
+    from fractions import Fraction
+
     import av
 
     frames = iter(frames)
     first = next(frames)
     h, w = first.shape[:2]
-    with av.open(path, "w") as c:
+    with av.open(path, "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         if codec == "libx264":
@@ -26,12 +31,38 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: int = 25, codec: s
                          **({"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"} if gop else {})}
         if gop:
             s.codec_context.gop_size = gop
-        for f in itertools.chain([first], frames):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+        if rotation:
+            s.set_display_rotation(rotation)
+        if durations_ms:
+            s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(itertools.chain([first], frames)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            if durations_ms:
+                frame.pts, frame.time_base = t, Fraction(1, 1000)
+                t += durations_ms[i % len(durations_ms)]
+            for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
     return path
+
+
+MARK_BITS, MARK_CELL = 8, 8  # a frame's index written as 8 black/white cells of 8 px along its top
+
+
+def marked_frame(i: int, w: int = 64, h: int = 48) -> np.ndarray:
+    """A frame that carries its own index ``i`` (:func:`read_mark` reads it back after a lossy codec)."""
+    f = np.full((h, w, 3), 90, np.uint8)
+    f[MARK_CELL:, :] = (i * 7) % 200 + 20  # the picture changes a little, like a real video
+    for b in range(MARK_BITS):
+        f[0:MARK_CELL, b * MARK_CELL : (b + 1) * MARK_CELL] = 255 if (i >> b) & 1 else 0
+    return f
+
+
+def read_mark(frame: np.ndarray) -> int:
+    """The index :func:`marked_frame` wrote into ``frame``."""
+    return sum(1 << b for b in range(MARK_BITS) if frame[MARK_CELL // 2, int((b + 0.5) * MARK_CELL)].mean() > 128)
 
 
 def background(w: int, h: int, seed: int = 0) -> np.ndarray:
