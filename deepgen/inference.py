@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -125,10 +126,17 @@ class Scorer:
         paths = [checkpoints] if isinstance(checkpoints, str) else list(checkpoints)
         return cls([load_bundle(p, map_location=device) for p in paths], device)
 
-    def __post_init__(self):
+    @cached_property
+    def ood(self) -> list | None:
+        """Each member's fine-tuned domain check, or None unless every member has one (an ensemble checks
+        only if all members can); built on first use, so a scorer that never scores a crop fits nothing."""
         oods = [load_ood(b) for b in self.bundles]
-        self.ood = oods if all(o is not None for o in oods) else None  # an ensemble checks only if all members can
-        self.frozen_ood = [load_frozen_ood(b) for b in self.bundles]  # None for bundles trained before it
+        return oods if all(o is not None for o in oods) else None
+
+    @cached_property
+    def frozen_ood(self) -> list:
+        """Each member's frozen-backbone domain check (None for bundles trained before it)."""
+        return [load_frozen_ood(b) for b in self.bundles]
 
     @property
     def model_id(self) -> str:

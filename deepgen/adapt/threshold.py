@@ -34,6 +34,14 @@ def min_real_videos(false_alarm: float) -> int:
     return math.ceil(1.0 / false_alarm - 1e-9)
 
 
+def check_enough_reals(n: int, false_alarm: float, what: str, fix: str) -> None:
+    """Refuse, in one sentence, ``n`` real videos (described by ``what``) too few to resolve ``false_alarm``."""
+    need = min_real_videos(false_alarm)
+    if n < need:
+        raise DeepgenError(f"{what} {n} real videos, too few to resolve a false-alarm rate of {false_alarm:g} "
+                           f"(at least {need} are needed); {fix}.")
+
+
 def check_false_alarm(false_alarm: float) -> float:
     """A false-alarm rate is a finite number in (0, 1)."""
     try:
@@ -66,12 +74,12 @@ def flagged_share(video_logits, shift: float = 0.0) -> float:
     return float(np.mean(v - shift >= 0)) if len(v) else float("nan")
 
 
-def real_video_logits(checkpoints: list[str], faces: list[str], false_alarm: float = 0.05,
+def real_video_logits(checkpoints: list[str], bundles: list, faces: list[str], false_alarm: float = 0.05,
                       quiet: bool = False, already: int = 0) -> tuple[np.ndarray, list[str]]:
     """Video logits (before the final temperature) of every video in ``faces`` under the bundle or
-    ensemble ``checkpoints``, scored on Ray through the one inference path; refuses tables that hold
-    fakes, or too few videos (with ``already`` real videos from elsewhere) to resolve ``false_alarm``,
-    before any scoring."""
+    ensemble ``checkpoints`` (loaded as ``bundles``), scored on Ray through the one inference path;
+    refuses tables that hold fakes, or too few videos (with ``already`` real videos from elsewhere) to
+    resolve ``false_alarm``, before any scoring."""
     import pyarrow.compute as pc
 
     from deepgen.evaluation.run import _load_faces, score_frames
@@ -84,13 +92,10 @@ def real_video_logits(checkpoints: list[str], faces: list[str], false_alarm: flo
         raise DeepgenError(f"the faces tables {', '.join(faces)} hold {fakes} face crops labelled fake; an operating "
                            "point is fitted on real videos only, so pass faces of real footage (label 0).")
     n_videos = len(pc.unique(table.column("media_id")))
-    need = min_real_videos(false_alarm)
-    if n_videos + already < need:
-        raise DeepgenError(f"the faces tables {', '.join(faces)} hold {n_videos} real videos with a face"
-                           + (f" (and {already} more marked real)" if already else "") + ", too few "
-                           f"to resolve a false-alarm rate of {false_alarm:g} (at least {need} are needed); pass more "
-                           "real footage or a larger --false-alarm.")
-    scorer = Scorer.load(checkpoints, device="cpu")  # temperatures and temporal head of what is scored
+    check_enough_reals(n_videos + already, false_alarm, f"the faces tables {', '.join(faces)}"
+                       + (f" and the {already} items marked real" if already else "") + " hold",
+                       "pass more real footage or a larger --false-alarm")
+    scorer = Scorer(bundles, "cpu")  # the temperature and temporal head of what is scored
     frames = score_frames(table, checkpoints[0] if len(checkpoints) == 1 else checkpoints, quiet=quiet)
     frames = frames.sort_values(["media_id", "frame_index"], kind="stable")
     videos = aggregate_media(frames, scorer.temperature, scorer.temporal)
@@ -154,13 +159,12 @@ def threshold_bundle(checkpoints: list[str], faces: list[str], out: str, false_a
         logits, media = verdict_video_logits(labels, scores, ensemble_model_id([b.model_id for b in bundles]))
     if faces:
         init_ray(address)
-        more, more_media = real_video_logits(list(checkpoints), faces, false_alarm, quiet=quiet,
+        more, more_media = real_video_logits(list(checkpoints), bundles, faces, false_alarm, quiet=quiet,
                                              already=len(set(media)))
         logits, media = np.r_[logits, more], media + more_media
-    elif len(logits) < min_real_videos(false_alarm):
-        raise DeepgenError(f"{labels} marks {len(logits)} items real, too few to resolve a false-alarm rate of "
-                           f"{false_alarm:g} (at least {min_real_videos(false_alarm)} are needed); mark more real "
-                           "items, add --faces of real footage or pass a larger --false-alarm.")
+    else:
+        check_enough_reals(len(logits), false_alarm, f"{labels} marks as real",
+                           "mark more real items, add --faces of real footage or pass a larger --false-alarm")
     shift = fit_false_alarm_shift(logits, false_alarm)
     ensemble = len(bundles) > 1
     record = {

@@ -112,8 +112,10 @@ def check_frozen_record(record: Any, where: str = "ood.json") -> tuple[str, floa
 class OodModel:
     """One bundle's domain check, ready to score frame features: the reference sample, method and threshold."""
 
-    def __init__(self, record: dict, reference: np.ndarray, where: str = "ood.json", sample: str = "ood_sample"):
+    def __init__(self, record: dict, reference: np.ndarray, where: str = "ood.json", sample: str = "ood_sample",
+                 size: int | None = None):
         self.method, self.k, self.threshold = check_ood_record(record, where)
+        self.size = size  # the frozen view's input size (:meth:`frozen`); None for the fine-tuned view
         self.reference = np.asarray(reference, dtype=np.float32)
         if self.reference.ndim != 2 or len(self.reference) < 2 or not np.isfinite(self.reference).all():
             raise DeepgenError(f"the domain check of {where} needs at least 2 finite reference feature rows "
@@ -125,10 +127,8 @@ class OodModel:
         """The frozen-backbone view (``frozen`` in ``ood.json``, validated) over ``ood_frozen_sample``; its
         ``size`` is the input size its frozen features are taken at."""
         method, threshold, size = check_frozen_record(record, where)
-        check = cls({"method": method, "k": DEFAULT_K, "thresholds": {method: threshold}}, reference, where,
-                    sample="ood_frozen_sample")
-        check.size = size
-        return check
+        return cls({"method": method, "k": DEFAULT_K, "thresholds": {method: threshold}}, reference, where,
+                   sample="ood_frozen_sample", size=size)
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Raw distance of each feature row to the training features (the recorded method)."""

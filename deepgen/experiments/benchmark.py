@@ -234,20 +234,29 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
             per_seed.append({"recipe": name, "seed": seed + k, **row})
     raw = pd.DataFrame(per_seed)
     table = summarize_seeds(raw)
-    os.makedirs(out, exist_ok=True)
     tag = f"{protocol}{'-ablation' if ablate else ''}"
+    os.makedirs(out, exist_ok=True)
+    _plot(raw, os.path.join(out, f"auc_by_dataset-{tag}.png"))
+    _publish(out, tag, raw, table, {"videos": videos, "test_videos": test_videos, "frames": frames,
+                                    "seeds": list(range(seed, seed + seeds)), "epochs": epochs, "backbone": backbone,
+                                    "crop_size": crop_size, "image_size": image_size, "protocol": protocol},
+             t0, log, also=(f"auc_by_dataset-{tag}.png",))
+    return table
+
+
+def _publish(out: str, tag: str, raw: pd.DataFrame, table: pd.DataFrame, meta: dict, t0: float,
+             log: Callable[[str], None], also: tuple[str, ...] = ()) -> None:
+    """Write ``table-<tag>.md`` and ``results-<tag>.json`` (every run, the table and ``meta``) under ``out``
+    and print the table with where it went (``also``: further files written beside them)."""
     md = markdown_table(table)
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"table-{tag}.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(out, f"results-{tag}.json"), "w") as f:
-        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
-                   "test_videos": test_videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
-                   "epochs": epochs, "backbone": backbone, "crop_size": crop_size, "image_size": image_size,
-                   "protocol": protocol, "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
-    _plot(raw, os.path.join(out, f"auc_by_dataset-{tag}.png"))
-    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, "
-        f"results-{tag}.json, auc_by_dataset-{tag}.png")
-    return table
+        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), **meta,
+                   "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
+    files = ", ".join([f"{out}/table-{tag}.md", f"results-{tag}.json", *also])
+    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {files}")
 
 
 def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos: int, frames: int, seed: int,
@@ -259,16 +268,9 @@ def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos:
     raw = run_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds, log,
                    parts or PARTS)
     table = summarize_real(raw)
-    tag = f"real{'-ablation' if ablate else ''}"
-    md = markdown_table(table)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"table-{tag}.md"), "w") as f:
-        f.write(md + "\n")
-    with open(os.path.join(out, f"results-{tag}.json"), "w") as f:
-        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
-                   "frames": frames, "folds": folds, "seeds": list(range(seed, seed + seeds)), "crop_size": crop_size,
-                   "protocol": "real", "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
-    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-{tag}.md, results-{tag}.json")
+    _publish(out, f"real{'-ablation' if ablate else ''}", raw, table,
+             {"videos": videos, "frames": frames, "folds": folds, "seeds": list(range(seed, seed + seeds)),
+              "crop_size": crop_size, "protocol": "real"}, t0, log)
     return table
 
 
@@ -279,15 +281,8 @@ def _protocol_realdf(out: str, runs: list, base: dict, photos, videos: int, fram
 
     raw = run_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, log)
     table = summarize_realdf(raw)
-    md = markdown_table(table)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "table-realdf.md"), "w") as f:
-        f.write(md + "\n")
-    with open(os.path.join(out, "results-realdf.json"), "w") as f:
-        json.dump({"runs": raw.to_dict("records"), "table": table.to_dict("records"), "videos": videos,
-                   "frames": frames, "seeds": list(range(seed, seed + seeds)), "crop_size": crop_size,
-                   "protocol": "realdf", "seconds": round(time.perf_counter() - t0)}, f, indent=2, default=float)
-    log("\n" + md + f"\n\ntotal {time.perf_counter() - t0:.0f}s; written to {out}/table-realdf.md, results-realdf.json")
+    _publish(out, "realdf", raw, table, {"videos": videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
+                                         "crop_size": crop_size, "protocol": "realdf"}, t0, log)
     return table
 
 

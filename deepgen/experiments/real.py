@@ -166,29 +166,36 @@ def score_people(bundle, df: pd.DataFrame) -> dict:
             "real_videos": int(len(real)), "fake_videos": int((labels == 1).sum())}
 
 
-def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: list[str],
-                     tests: list[tuple[str, pd.DataFrame]], workers: int, seed: int,
-                     log: Callable[[str], None]) -> list[dict]:
-    """Train once (or reuse a stored run with the same resolved recipe and faces), score each named test set."""
+def trained_rows(run: str, recipe: str, overrides: dict, faces: list[str], tests: object, workers: int,
+                 score: Callable[[object], list[dict]]) -> tuple[list[dict], bool]:
+    """Train ``recipe`` into ``run`` once and return ``score(bundle)``'s rows, each with ``train_s``, or the
+    rows stored there by a run with the same resolved recipe, faces and ``tests``; (rows, reused)."""
     from deepgen.models.bundle import load_bundle
     from deepgen.train import train
     from deepgen.train.config import load_config
 
-    run = os.path.join(out, "runs-real", f"{name}-s{seed}")
     key = json.loads(json.dumps({"recipe": recipe, "config": load_config(recipe, overrides).to_dict(),
-                                 "faces": faces, "tests": [t for t, _ in tests]}, default=float))
+                                 "faces": faces, "tests": tests}, default=float))
     stamp = read_stamp(run)
     if stamp and stamp.get("key") == key:
-        log(f"  {name:28s} seed {seed}: reused {run}")
-        return stamp["rows"]
+        return stamp["rows"], True
     t = time.perf_counter()
     res = train(recipe, faces, run, workers=workers, overrides=overrides, overwrite=True, quiet=True)
-    bundle = load_bundle(res["bundle"])
-    rows = [{"test": tname, **score_people(bundle, df), "train_s": round(time.perf_counter() - t)}
-            for tname, df in tests]
-    log(f"  {name:28s} seed {seed}: " + "; ".join(f"{r['test']} AUC {r['auc']:.3f} flagged {r['real_flagged']:.2f}"
-                                              for r in rows) + f" ({time.perf_counter() - t:.0f}s)")
+    rows = [{**r, "train_s": round(time.perf_counter() - t)} for r in score(load_bundle(res["bundle"]))]
     write_stamp(run, {"key": key, "rows": rows})
+    return rows, False
+
+
+def _train_and_score(out: str, name: str, recipe: str, overrides: dict, faces: list[str],
+                     tests: list[tuple[str, pd.DataFrame]], workers: int, seed: int,
+                     log: Callable[[str], None]) -> list[dict]:
+    """Train once (or reuse a stored run with the same resolved recipe and faces), score each named test set."""
+    run = os.path.join(out, "runs-real", f"{name}-s{seed}")
+    rows, reused = trained_rows(run, recipe, overrides, faces, [t for t, _ in tests], workers,
+                                lambda bundle: [{"test": t, **score_people(bundle, df)} for t, df in tests])
+    log(f"  {name:28s} seed {seed}: " + (f"reused {run}" if reused else "; ".join(
+        f"{r['test']} AUC {r['auc']:.3f} flagged {r['real_flagged']:.2f}" for r in rows)
+        + f" ({rows[0]['train_s'] if rows else 0}s)"))
     return rows
 
 
@@ -268,9 +275,6 @@ def run_realdf(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: 
         score_items,
         source_metrics,
     )
-    from deepgen.models.bundle import load_bundle
-    from deepgen.train import train
-    from deepgen.train.config import load_config
 
     root = real_deepfakes or default_real_deepfakes()
     if not root:
@@ -289,18 +293,8 @@ def run_realdf(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: 
         s = seed + k
         for name, recipe, o in runs:
             overrides = {**base, **o, "seed": s}
-            run = os.path.join(out, "runs-realdf", f"{name}-s{s}")
-            key = json.loads(json.dumps({"recipe": recipe, "config": load_config(recipe, overrides).to_dict(),
-                                         "faces": corpora, "test": root}, default=float))
-            stamp = read_stamp(run)
-            if stamp and stamp.get("key") == key:
-                found = stamp["rows"]
-            else:
-                t = time.perf_counter()
-                res = train(recipe, corpora, run, workers=workers, overrides=overrides, overwrite=True, quiet=True)
-                found = [{**r, "train_s": round(time.perf_counter() - t)}
-                         for r in source_metrics(score_items(load_bundle(res["bundle"]), test), THRESHOLD, s)]
-                write_stamp(run, {"key": key, "rows": found})
+            found, _ = trained_rows(os.path.join(out, "runs-realdf", f"{name}-s{s}"), recipe, overrides, corpora,
+                                    root, workers, lambda b, s=s: source_metrics(score_items(b, test), THRESHOLD, s))
             log(f"  {name:24s} seed {s}: " + "; ".join(f"{r['source']} AUC {r['auc']:.3f}" for r in found))
             rows += [{"row": name, "seed": s, **r} for r in found]
     return pd.DataFrame(rows)
