@@ -148,13 +148,14 @@ def check_sampling(frames: int, sampling: str = "uniform", clip_len: int = 8) ->
 
 def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tuple[int, int]], int]:
     """Plan ``n`` frames of ``range(n_total)`` as runs ``(start, length)`` of ``clip_len`` consecutive
-    frames (the last run shorter when ``clip_len`` does not divide ``n``), spread evenly, each starting
-    at a keyframe near its even spot, so decoding costs about ``n`` frames plus one seek per run.
+    frames (the last run shorter when ``clip_len`` does not divide ``n``), spread evenly over the whole
+    video, each starting at a keyframe when one lies near its even spot (within half the spacing).
 
-    Where no keyframe lies near a run's spot (GOPs longer than the spread allows), the run follows
-    straight on from the run before it when that is nearer than the nearest free keyframe, so the
-    decode work stays about ``n`` frames; the second value counts runs not starting at a keyframe.
-    Runs are sorted and never overlap. Shared by frame extraction and temporal models.
+    A run with no keyframe near its spot (GOPs longer than the spacing) starts at the spot itself, so
+    the runs cover the video whatever its GOP; it is decoded forward from the keyframe before it, with
+    the frames in between that no other frame refers to skipped (see :class:`_Decoder`). The second
+    value counts those runs. Runs are sorted and never overlap. Shared by frame extraction, the GPU
+    stage and temporal models.
     """
     if n_total <= 0 or n <= 0:
         return [], 0
@@ -163,7 +164,7 @@ def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tupl
     lengths = [t] * (n // t) + ([n % t] if n % t else [])
     m = len(lengths)
     slack = n_total - n
-    near = n_total / m / 2  # a keyframe this close to a run's spot always wins
+    near = n_total / m / 2  # a keyframe this close to a run's spot wins
     keys = sorted({int(k) for k in keyframes if 0 <= k < n_total})
     runs, off_key, lo = [], 0, 0
     for i, length in enumerate(lengths):
@@ -171,11 +172,10 @@ def clip_runs(keyframes, n_total: int, n: int, clip_len: int) -> tuple[list[tupl
         hi = n_total - sum(lengths[i:])  # room left for this run and the ones after it
         free = [k for k in keys if lo <= k <= hi]
         key = min(free, key=lambda k: (abs(k - spot), k)) if free else None
-        chain = lo if runs else None  # straight on from the previous run: no extra decoding
-        if key is not None and (abs(key - spot) <= near or chain is None or abs(key - spot) <= abs(chain - spot)):
+        if key is not None and abs(key - spot) <= near:
             start = key
         else:
-            start = chain if chain is not None else min(max(spot, lo), hi)
+            start = min(max(spot, lo), hi)
             off_key += 1
         runs.append((start, length))
         lo = start + length
@@ -454,6 +454,15 @@ class _Decoder:
         self.got: dict[int, np.ndarray] = {}
         self.n_decoded = 0
         self.quarter_turns = 0
+        self.skipping: dict[int, bool] = {}  # id(codec context) -> skipping non-reference frames now
+
+    def skip_unless(self, ctx, wanted: bool) -> None:
+        """Before a packet goes in: decode it when its frame is wanted, else only if other frames refer to it
+        (``skip_frame`` NONREF; a decoder that cannot skip decodes it, and the frame is dropped as before).
+        Frames kept are bit-exact either way: a skipped frame is one no other frame is predicted from."""
+        if self.skipping.get(id(ctx)) != (not wanted):
+            ctx.skip_frame = "DEFAULT" if wanted else "NONREF"
+            self.skipping[id(ctx)] = not wanted
 
     def keep(self, i: int, frame) -> None:
         self.got[i], self.quarter_turns = upright(frame, *self.size)
@@ -500,7 +509,8 @@ class _Decoder:
         need = {i for i in wanted if (lo <= i and (last or i <= hi)) and i not in self.got}
         if not need:
             return
-        for p in [*packets, None]:  # None drains frames the decoder still holds back
+        for p, t in [*zip(packets, stamps), (None, None)]:  # None drains frames the decoder still holds back
+            self.skip_unless(ctx, p is None or bisect.bisect_left(seen, t) in need)
             for frame in ctx.decode(p):
                 self.n_decoded += 1
                 t = frame.pts if frame.pts is not None else frame.dts
@@ -513,8 +523,9 @@ class _Decoder:
         ctx.flush_buffers()
 
     def clips(self, container, reopen, n_frames: int, clip_len: int) -> tuple[int, list, int]:
-        """Runs of :func:`clip_runs`: a seek to each run's keyframe, then the run's frames; where seeking
-        fails or lands off a keyframe (raw streams, some MPEG-TS), the frames left are decoded forward.
+        """Runs of :func:`clip_runs`: a seek to the keyframe at or before each run, then forward to the
+        run's frames, skipping the unreferenced frames between; where seeking fails or lands off a
+        keyframe (raw streams, some MPEG-TS), the frames left are decoded forward from the start.
         Returns (frame count, runs, runs off a keyframe)."""
         stamps, keys = _scan(container, container.streams.video[0])
         n_total = len(stamps)
@@ -556,6 +567,7 @@ class _Decoder:
                     if not p.is_keyframe:  # the seek landed past the keyframe: seeking is unreliable here
                         ctx.flush_buffers()
                         return
+                self.skip_unless(ctx, p is None or rank.get(_stamp(p)) in need)
                 for frame in ctx.decode(p):
                     self.n_decoded += 1
                     t = frame.pts if frame.pts is not None else frame.dts
@@ -579,6 +591,8 @@ class _Decoder:
         for p in _packets_then_drain(container, stream):
             if not need:
                 break
+            if rank is not None:  # frames known by timestamp: skip the unreferenced ones not wanted
+                self.skip_unless(ctx, p is None or rank.get(_stamp(p)) in need)
             for frame in ctx.decode(p):
                 self.n_decoded += 1
                 if rank is None:
@@ -630,6 +644,12 @@ def scan_packets(container, stream) -> PacketScan | None:
     """
     stamps, keys = _scan(container, stream)
     return None if None in stamps else PacketScan(stamps, keys)
+
+
+def _stamp(packet) -> int | None:
+    """A packet's presentation timestamp (its decode timestamp where it has none)."""
+    t = packet.pts if packet.pts is not None else packet.dts
+    return None if t is None else int(t)
 
 
 def _packets_then_drain(container, stream):

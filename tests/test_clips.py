@@ -45,14 +45,24 @@ def test_short_gops_runs_start_at_keyframes_and_decode_little(tmp_path):
     assert again.indices == s.indices and all(np.array_equal(a, b) for a, b in zip(again.frames, s.frames))
 
 
-def test_long_gop_falls_back_to_chained_runs_and_says_so(tmp_path):
-    path = write(str(tmp_path / "long.mp4"), 60, gop=250)
+def test_long_gop_runs_still_cover_the_video_and_skip_unreferenced_frames(tmp_path):
+    """One keyframe (uploads with a keyframe every 5-10 s): the runs still spread over the whole video,
+    decoded forward with the frames nothing refers to skipped; the frames kept are bit-exact."""
+    path = write_video(str(tmp_path / "long.mp4"), (marked(i) for i in range(60)), crf=18, gop=250,
+                       preset="veryfast")  # veryfast: B-frames, some of them unreferenced
     assert keyframes(path) == [0]
     s = sample_frames(path, n_frames=12, sampling="clips", clip_len=4)
     check_runs(s, 12, 4)
-    assert s.runs == [(0, 4), (4, 4), (8, 4)] and s.off_key == 2  # one keyframe: runs follow on from it
-    u = sample_frames(path, n_frames=12)
-    assert s.n_decoded <= 12 + 4 < u.n_decoded  # still about N frames decoded
+    assert s.runs == [(0, 4), (28, 4), (56, 4)] and s.off_key == 2
+    assert (s.indices[-1] - s.indices[0] + 1) / s.n_total >= 0.8  # the span covered
+    every = sample_frames(path, n_frames=60)  # every frame wanted: nothing skipped
+    assert every.n_decoded == 60 and s.n_decoded < 60
+    for i, f in zip(s.indices, s.frames):
+        assert np.array_equal(f, every.frames[i])
+    u = sample_frames(path, n_frames=12)  # uniform skips the unreferenced frames it does not keep too
+    assert u.n_decoded < 60 and [read_mark(f) for f in u.frames] == u.indices
+    for i, f in zip(u.indices, u.frames):
+        assert np.array_equal(f, every.frames[i])
 
 
 def test_variable_frame_rate(tmp_path):
@@ -65,9 +75,11 @@ def test_variable_frame_rate(tmp_path):
 def test_clip_runs_plan():
     assert clip_runs(range(0, 100, 10), 100, 16, 4) == ([(0, 4), (30, 4), (60, 4), (90, 4)], 0)
     assert clip_runs([0], 10, 32, 8) == ([(0, 8), (8, 2)], 1)  # fewer frames than asked: all of them
-    runs, off = clip_runs([0, 50, 100], 120, 16, 4)  # spots 0, 39, 77, 116: the last run follows on
-    assert runs == [(0, 4), (50, 4), (100, 4), (104, 4)] and off == 1
-    assert clip_runs([0, 250], 300, 32, 8) == ([(0, 8), (8, 8), (250, 8), (258, 8)], 2)  # DFDC-like GOPs
+    runs, off = clip_runs([0, 50, 100], 120, 16, 4)  # spots 0, 39, 77, 116: keyframes within 15 win
+    assert runs == [(0, 4), (50, 4), (77, 4), (116, 4)] and off == 2
+    assert clip_runs([0, 250], 300, 32, 8) == ([(0, 8), (97, 8), (195, 8), (292, 8)], 3)  # DFDC-like GOPs
+    runs, off = clip_runs([0], 250, 32, 8)  # one keyframe in 10 s: still spread over the whole video
+    assert runs == [(0, 8), (81, 8), (161, 8), (242, 8)] and off == 3
     assert clip_runs([], 0, 8, 4) == ([], 0)
 
 
@@ -121,7 +133,7 @@ def test_extract_records_each_face_clip_and_the_fallback(tmp_path, ray_session, 
     by = {m: [(f["frame_index"], f["clip_index"], f["clip_pos"]) for f in faces if f["media_id"] == m]
           for m in ("t/short", "t/long")}
     assert by["t/short"] == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (20, 1, 0), (21, 1, 1), (22, 1, 2)]
-    assert by["t/long"] == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (3, 1, 0), (4, 1, 1), (5, 1, 2)]
+    assert by["t/long"] == [(0, 0, 0), (1, 0, 1), (2, 0, 2), (21, 1, 0), (22, 1, 1), (23, 1, 2)]
     status = {s["media_id"]: s["clips_off_key"] for s in read_status(out).to_pylist()}
     assert status == {"t/short": 0, "t/long": 1}
     settings = json.loads((tmp_path / "faces" / "extract.json").read_text())
