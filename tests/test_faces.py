@@ -157,3 +157,50 @@ def test_extract_media_statuses_never_raise(tmp_path):
         faces, status = extract_media({"media_id": uri, "uri": uri}, ExtractConfig(frames=4))
         assert faces == [] and status["status"] == expected and status["n_faces"] == 0, uri
         assert status["error"] and "\n" not in status["error"]
+
+
+def _moving_face(photo, n: int, step: int, jump_at: int | None = None) -> list[np.ndarray]:
+    """``n`` 320x240 frames of a face photo moving ``step`` px right per frame (to the far side at ``jump_at``)."""
+    from deepgen.testing.faces import background
+
+    face = cv2.resize(photo, (100, 130), interpolation=cv2.INTER_AREA)
+    out = []
+    for i in range(n):
+        f = background(320, 240, 0)
+        x = 200 if jump_at is not None and i >= jump_at else 30 + step * i
+        f[50:180, x : x + 100] = face
+        out.append(f)
+    return out
+
+
+@pytest.mark.parametrize("jump", [None, 7])
+def test_clip_runs_interpolate_the_face_between_their_ends(real_faces_dir, jump):
+    """Inside a run of consecutive frames the face between the run's ends is interpolated (two searches a
+    run), close to what a search on each frame finds; a face that jumps is searched on every frame."""
+    from deepgen.faces import ExtractConfig, get_detector
+    from deepgen.faces.media import detect_frames
+
+    det = get_detector("yunet")
+    calls = []
+
+    class Counted:
+        supports_near = True
+
+        def detect(self, frames, **kw):
+            calls.append("full")
+            return det.detect(frames, **kw)
+
+        def detect_near(self, frame, box):
+            calls.append("near")
+            return det.detect_near(frame, box)
+
+    frames = _moving_face(load_rgb(real_faces_dir / "img1.jpg"), 8, 2, jump)
+    got = detect_frames(Counted(), frames, ExtractConfig(), follows=[False] + [True] * 7)
+    assert calls == ["full", "near"] if jump is None else len(calls) > 2
+    each = [det.detect([f])[0] for f in frames]
+    assert all(len(g) >= 1 for g in got)
+    for g, e in zip(got, each):
+        assert np.allclose(g[0].box, e[0].box, atol=4), (g[0].box, e[0].box)
+        assert g[0].landmarks is not None and np.allclose(g[0].landmarks, e[0].landmarks, atol=4)
+    if jump:  # searched frame by frame: the face lands where it jumped to
+        assert got[7][0].box[0] > 180

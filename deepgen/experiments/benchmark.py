@@ -237,14 +237,14 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     tag = f"{protocol}{'-ablation' if ablate else ''}"
     os.makedirs(out, exist_ok=True)
     _plot(raw, os.path.join(out, f"auc_by_dataset-{tag}.png"))
-    _publish(out, tag, raw, table, {"videos": videos, "test_videos": test_videos, "frames": frames,
+    publish_table(out, tag, raw, table, {"videos": videos, "test_videos": test_videos, "frames": frames,
                                     "seeds": list(range(seed, seed + seeds)), "epochs": epochs, "backbone": backbone,
                                     "crop_size": crop_size, "image_size": image_size, "protocol": protocol},
              t0, log, also=(f"auc_by_dataset-{tag}.png",))
     return table
 
 
-def _publish(out: str, tag: str, raw: pd.DataFrame, table: pd.DataFrame, meta: dict, t0: float,
+def publish_table(out: str, tag: str, raw: pd.DataFrame, table: pd.DataFrame, meta: dict, t0: float,
              log: Callable[[str], None], also: tuple[str, ...] = ()) -> None:
     """Write ``table-<tag>.md`` and ``results-<tag>.json`` (every run, the table and ``meta``) under ``out``
     and print the table with where it went (``also``: further files written beside them)."""
@@ -268,7 +268,7 @@ def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos:
     raw = run_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds, log,
                    parts or PARTS)
     table = summarize_real(raw)
-    _publish(out, f"real{'-ablation' if ablate else ''}", raw, table,
+    publish_table(out, f"real{'-ablation' if ablate else ''}", raw, table,
              {"videos": videos, "frames": frames, "folds": folds, "seeds": list(range(seed, seed + seeds)),
               "crop_size": crop_size, "protocol": "real"}, t0, log)
     return table
@@ -281,7 +281,7 @@ def _protocol_realdf(out: str, runs: list, base: dict, photos, videos: int, fram
 
     raw = run_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, log)
     table = summarize_realdf(raw)
-    _publish(out, "realdf", raw, table, {"videos": videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
+    publish_table(out, "realdf", raw, table, {"videos": videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
                                          "crop_size": crop_size, "protocol": "realdf"}, t0, log)
     return table
 

@@ -66,3 +66,33 @@ def generalization(out, recipes, protocol, photos, folds, real_parts, seeds, abl
         workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
         seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, photos=list(photos) or None, folds=folds,
         real_parts=tuple(real_parts) or None, log=click.echo)
+
+
+@benchmark.command("sampling")
+@click.option("--bundle", "bundles", multiple=True, required=True, type=click.Path(exists=True),
+              help="A trained bundle, repeatable: one per seed (mean ± std over them).")
+@click.option("--out", default="bench-sampling", show_default=True, help="Directory for data, faces and the table.")
+@click.option("--frames", default=32, show_default=True, help="Frames scored a video, both samplings.")
+@click.option("--clip-len", default=8, show_default=True, help="Consecutive frames a run under clips.")
+@click.option("--videos", default=60, show_default=True, help="Videos of the photo and procedural sets.")
+@click.option("--video-frames", default=96, show_default=True, help="Frames a rendered video (12 fps).")
+@click.option("--photos", multiple=True, type=click.Path(file_okay=False),
+              help="Real face photos for the photo set, repeatable (default: the shared photo folders).")
+@click.option("--real-deepfakes", type=click.Path(file_okay=False), default=None,
+              help="The real deepfakes folder (default: ../shared/data/real_deepfakes when present).")
+@click.option("--crop-size", default=96, show_default=True, help="Side of the extracted crops (the bundles' own).")
+@click.option("--seed", default=1000, show_default=True, help="Seed of the rendered sets (unseen by training).")
+def sampling(bundles, out, frames, clip_len, videos, video_frames, photos, real_deepfakes, crop_size, seed) -> None:
+    """clips against uniform sampling: the same bundles score the same videos sampled both ways."""
+    import time
+
+    from deepgen.experiments.benchmark import publish_table
+    from deepgen.experiments.sampling import compare_sampling, summarize_sampling
+
+    t0 = time.perf_counter()
+    raw = compare_sampling(out, list(bundles), frames=frames, clip_len=clip_len, videos=videos,
+                           video_frames=video_frames, photos=list(photos) or None, real_deepfakes=real_deepfakes,
+                           crop_size=crop_size, seed=seed, log=click.echo)
+    publish_table(out, "sampling", raw, summarize_sampling(raw),
+             {"frames": frames, "clip_len": clip_len, "videos": videos, "video_frames": video_frames,
+              "bundles": list(bundles)}, t0, click.echo)

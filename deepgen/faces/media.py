@@ -14,7 +14,7 @@ from deepgen.errors import DeepgenError
 from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
-from deepgen.faces.track import track_faces
+from deepgen.faces.track import iou, track_faces
 from deepgen.video import MediaError, check_sampling, run_positions, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
@@ -86,14 +86,18 @@ def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig,
     Haar then scans only scales near the last face (several times less work). A hinted search that
     finds nothing falls back to a full search; faces of very different size are only looked for
     then, which is why ``all_faces`` mode always searches in full. With ``follows`` (frame i comes
-    straight after frame i-1, as inside a clips run) YuNet searches only around the last face.
+    straight after frame i-1, as inside a clips run) each run costs YuNet a full search on its first frame and a
+    search around that face on its last; the frames between are interpolated (:func:`_run_faces`).
     """
     if follows and not cfg.all_faces and cfg.size_hints and getattr(det, "supports_near", False):
         out: list[list[Detection]] = []
-        for i, frame in enumerate(frames):
-            prev = out[-1] if i and follows[i] else None
-            found = det.detect_near(frame, prev[0].box) if prev else []
-            out.append(found or det.detect([frame])[0])
+        i = 0
+        while i < len(frames):
+            j = i  # frames i..j are one run of consecutive frames
+            while j + 1 < len(frames) and follows[j + 1]:
+                j += 1
+            out += _run_faces(det, frames[i : j + 1])
+            i = j + 1
         return out
     if cfg.all_faces or not cfg.size_hints or not getattr(det, "supports_size_hint", False):
         out = []
@@ -108,6 +112,37 @@ def detect_frames(det, frames: list[np.ndarray], cfg: ExtractConfig,
         out.append(found)
         hint = max(found[0].box[2] - found[0].box[0], found[0].box[3] - found[0].box[1]) if found else None
     return out
+
+
+RUN_IOU = 0.3  # a run's end face overlapping its start face this much (moved under about half its size): interpolated
+
+
+def _run_faces(det, frames: list[np.ndarray]) -> list[list[Detection]]:
+    """Faces of one run of consecutive frames: a full search on its first frame and a search around that
+    face on its last; when both find the face and it moved little (IoU >= RUN_IOU), the frames between
+    get the face interpolated between them (box, landmarks, score), else each is searched around the face
+    before it, as on every frame of a video without runs."""
+    first = det.detect([frames[0]])[0]
+    if len(frames) == 1:
+        return [first]
+    last = det.detect_near(frames[-1], first[0].box) if first else []
+    if first and last and iou(first[0].box, last[0].box) >= RUN_IOU:
+        n = len(frames) - 1
+        return [first, *([between(first[0], last[0], k / n)] for k in range(1, n)), last]
+    out = [first]
+    for frame in frames[1:]:
+        found = det.detect_near(frame, out[-1][0].box) if out[-1] else []
+        out.append(found or det.detect([frame])[0])
+    return out
+
+
+def between(a: Detection, b: Detection, t: float) -> Detection:
+    """The face a fraction ``t`` of the way from ``a`` to ``b``: box, landmarks and score interpolated."""
+    box = tuple(float((1 - t) * x + t * y) for x, y in zip(a.box, b.box))
+    lm = None
+    if a.landmarks is not None and b.landmarks is not None and a.landmarks.shape == b.landmarks.shape:
+        lm = ((1 - t) * a.landmarks + t * b.landmarks).astype(np.float32)
+    return Detection(box, float((1 - t) * a.score + t * b.score), lm)
 
 
 def extract_media(row: dict, cfg: ExtractConfig, detector=None) -> tuple[list[dict], dict]:
