@@ -130,9 +130,11 @@ def uniform_indices(n_total: int, n: int) -> list[int]:
 
 
 SAMPLINGS = ("uniform", "clips")
+# clips: as accurate as uniform with the same bundles (README, "clips against uniform") and 1.4-3x cheaper
+DEFAULT_SAMPLING = "clips"
 
 
-def check_sampling(frames: int, sampling: str = "uniform", clip_len: int = 8) -> None:
+def check_sampling(frames: int, sampling: str = DEFAULT_SAMPLING, clip_len: int = 8) -> None:
     """Refuse sampling options no media could satisfy, in one sentence naming the option (run before any work:
     an item sampled with them would fail through no fault of its own)."""
     def whole(v) -> bool:
@@ -197,7 +199,7 @@ def run_positions(indices: list[int], runs: list[tuple[int, int]] | None) -> lis
 
 def sample_frames(
     uri: str, n_frames: int = 32, max_side: int = 640, media_type: str = "video", threads: int = 0,
-    sampling: str = "uniform", clip_len: int = 8,
+    sampling: str = DEFAULT_SAMPLING, clip_len: int = 8,
 ) -> SampledFrames:
     """Sample ``n_frames`` frames from a video, frame folder/sequence or image: spread evenly
     (``uniform``) or as keyframe-anchored runs of ``clip_len`` frames (``clips``, see :func:`clip_runs`).

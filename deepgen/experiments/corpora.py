@@ -50,7 +50,8 @@ def prepared_corpus(out: str, name: str, stamp: dict, render: Callable[[str, str
         if fresh:
             render(root, manifest)
             write_stamp(root, stamp)
-        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True)
+        # a benchmark's few frames a video (4-6), spread evenly: every figure in the README was measured so
+        s = extract_faces(manifest, fdir, frames=frames, size=crop_size, overwrite=True, sampling="uniform")
         write_stamp(fdir, stamp)
         log(f"  {label or name:16s} {s['media']} media, {s['faces_written']} faces, {s['by_status']} "
             f"({time.perf_counter() - t:.0f}s)")

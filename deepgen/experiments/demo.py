@@ -101,8 +101,8 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
         step(f"manifest {DATASET} ({real_deepfakes})", lambda: write_table(real_deepfake_manifest(real_deepfakes),
                                                                            manifest))
         faces = os.path.join(out, "faces", DATASET)
-        extracted[DATASET] = step(f"extract faces {DATASET}", lambda: extract_faces(
-            manifest, faces, frames=size["frames"], size=96, overwrite=overwrite))
+        extracted[DATASET] = step(f"extract faces {DATASET}", lambda: extract_faces(  # as a user scores them
+            manifest, faces, size=96, overwrite=overwrite))
         paths[f"faces_{DATASET}"] = faces
         evaluated.append(faces)
     seen = seen_statement(out, photos, real_deepfakes)

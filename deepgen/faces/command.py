@@ -7,13 +7,15 @@ import json
 import click
 
 from deepgen.faces.detect import DETECTORS
+from deepgen.video import DEFAULT_SAMPLING, SAMPLINGS
 
 
 @click.command("extract")
 @click.option("--manifest", "manifest", required=True, help="Manifest Parquet (path or s3://).")
 @click.option("--out", "out", required=True, help="Output directory: writes faces/, status/ and extract.json (work in progress: OUT.partial).")
 @click.option("--frames", default=32, show_default=True, help="Frames sampled per video.")
-@click.option("--sampling", type=click.Choice(["uniform", "clips"]), default="uniform", show_default=True, help="uniform: frames spread evenly; clips: --frames/--clip-len runs of consecutive frames, each from a keyframe (decodes about --frames frames).")
+@click.option("--sampling", type=click.Choice(SAMPLINGS), default=DEFAULT_SAMPLING, show_default=True,
+              help="clips (the default): --frames/--clip-len runs of consecutive frames spread over the whole video, each from a keyframe where one is near (decodes about --frames frames where keyframes are frequent); uniform: frames spread evenly.")
 @click.option("--clip-len", default=8, show_default=True, help="Frames per run with --sampling clips.")
 @click.option("--size", default=224, show_default=True, help="Side of the square face crops.")
 @click.option("--margin", default=0.3, show_default=True, help="Margin around the face box.")

@@ -38,6 +38,7 @@ from deepgen.storage import (
     write_bytes,
     write_table,
 )
+from deepgen.video import DEFAULT_SAMPLING
 
 PARTIAL_SUFFIX = ".partial"
 SETTINGS = "settings.json"
@@ -138,7 +139,7 @@ def extract_faces(
         raise DeepgenError(f"detector {detector!r} is unknown; choose one of {', '.join(DETECTORS)}.")
     if cfg_kwargs.get("image_format", "jpeg") not in ("jpeg", "jpg", "png"):
         raise DeepgenError(f"image format {cfg_kwargs['image_format']!r} is unknown; use jpeg or png.")
-    check_options(frames, cfg_kwargs.get("sampling", "uniform"), cfg_kwargs.get("clip_len", 8), size, margin)
+    check_options(frames, cfg_kwargs.get("sampling", DEFAULT_SAMPLING), cfg_kwargs.get("clip_len", 8), size, margin)
     if chunk_size < 1:
         raise DeepgenError(f"chunk size {chunk_size} is too small; pass --chunk-size 1 or more.")
     cfg = ExtractConfig(frames=frames, size=size, margin=margin, detector=detector, all_faces=all_faces,

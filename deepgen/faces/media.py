@@ -15,7 +15,7 @@ from deepgen.faces.align import refine_landmarks
 from deepgen.faces.crop import crop_face, encode_image
 from deepgen.faces.detect import Detection, get_detector
 from deepgen.faces.track import iou, track_faces
-from deepgen.video import MediaError, check_sampling, run_positions, sample_frames
+from deepgen.video import DEFAULT_SAMPLING, MediaError, check_sampling, run_positions, sample_frames
 
 CARRIED = ("label", "dataset", "method", "split", "source_id")
 
@@ -25,7 +25,7 @@ class ExtractConfig:
     """How faces are sampled, detected, cropped and encoded."""
 
     frames: int = 32
-    sampling: str = "uniform"  # uniform | clips (runs of clip_len frames from keyframes; deepgen.video.clip_runs)
+    sampling: str = DEFAULT_SAMPLING  # clips (runs of clip_len frames spread over the video; deepgen.video.clip_runs) | uniform
     clip_len: int = 8
     size: int = 224
     margin: float = 0.3
@@ -58,7 +58,7 @@ def failure_reason(e: Exception) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
 
 
-def check_options(frames: int, sampling: str = "uniform", clip_len: int = 8, size: int | None = None,
+def check_options(frames: int, sampling: str = DEFAULT_SAMPLING, clip_len: int = 8, size: int | None = None,
                   margin: float | None = None) -> None:
     """The one check of sampling and crop options, shared by extract, score and rescore before any bundle
     loads or Ray starts; ``size`` / ``margin`` of None are not checked (scoring takes them from the bundle)."""

@@ -8,13 +8,15 @@ import sys
 import click
 
 from deepgen.faces.detect import DETECTORS
+from deepgen.video import DEFAULT_SAMPLING, SAMPLINGS
 
 _common = [
     click.option("--checkpoint", "checkpoints", multiple=True, required=True,
                  help="Checkpoint bundle (path or s3://); repeat for an equal-weight ensemble."),
     click.option("--frames", default=32, show_default=True, help="Frames sampled per video."),
-    click.option("--sampling", type=click.Choice(["uniform", "clips"]), default="uniform", show_default=True,
-                 help="uniform: frames spread evenly; clips: runs of --clip-len frames, each from a keyframe."),
+    click.option("--sampling", type=click.Choice(SAMPLINGS), default=DEFAULT_SAMPLING, show_default=True,
+                 help="clips (the default): runs of --clip-len frames spread over the video, each from a keyframe "
+                      "where one is near; uniform: frames spread evenly."),
     click.option("--clip-len", default=8, show_default=True, help="Frames per run with --sampling clips."),
     click.option("--detector", type=click.Choice(DETECTORS), default="yunet", show_default=True),
     click.option("--mc-passes", default=0, show_default=True, help="MC-dropout passes (0 = off)."),
@@ -38,7 +40,7 @@ def common(f):
     return f
 
 
-def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0, sampling="uniform", clip_len=8,
+def _cfg(frames, detector, mc_passes, evidence, model_batch, explain=0, sampling=DEFAULT_SAMPLING, clip_len=8,
          gpu_decode=False, gpu_slices=1):
     from deepgen.scoring.pipeline import ScoreConfig
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from deepgen.faces.media import ExtractConfig, extract_media
 from deepgen.inference import EVIDENCE, BundleActor, aggregate_media, frame_scores
+from deepgen.video import DEFAULT_SAMPLING
 
 # Extra columns beside the scores contract (SCORES_SCHEMA): shift features and provenance.
 EXTRA_SCHEMA = [
@@ -53,7 +54,7 @@ class ScoreConfig:
     """How media are scored: sampling, detection, MC dropout, batching and placement."""
 
     frames: int = 32
-    sampling: str = "uniform"  # uniform | clips (keyframe-anchored runs of clip_len frames; deepgen.video)
+    sampling: str = DEFAULT_SAMPLING  # clips (runs of clip_len frames spread over the video; deepgen.video) | uniform
     clip_len: int = 8
     margin: float | None = None  # None: the margin the bundle's training faces were cropped with (else 0.3)
     detector: str = "yunet"
