@@ -1,5 +1,6 @@
 """The fused GPU scoring stage, run on the CPU (torchcodec's CPU decoder, the same actor code):
-the same scores as the CPU path, bad media as status rows, and the PyAV fallback."""
+the same rows as the CPU path (scores, timeline, clip positions, top crops, heat maps, temporal
+fusion, aligned crops), bad media as status rows, and the PyAV fallback."""
 
 from __future__ import annotations
 
@@ -46,41 +47,167 @@ def _score(stage, rows: list[dict]) -> dict:
     return {r["media_id"]: r for r in stage(table).to_pylist()}
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "clips"])
-def test_gpu_stage_on_cpu_scores_like_the_cpu_path(media, tiny_bundle, sampling):
-    if not _torchcodec_loads():
-        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+EXACT = ("media_id", "uri", "label", "dataset", "fingerprint", "status", "error", "n_frames", "n_faces", "n_tracks",
+         "model_id", "operating_point", "in_domain", "frame_indices", "frame_times", "frame_tracks",
+         "heatmap_frames", "heatmap_kind")
+
+
+def _same_rows(got: dict, want: dict, crop_levels: int = 1) -> None:
+    """The CPU path's rows, column for column: indices, times, tracks and statuses exactly, numbers to 1e-4,
+    the encoded top crops decoded within ``crop_levels`` grey levels, heat maps for the same frames."""
+    from deepgen.faces.crop import decode_image
+
+    assert list(got) == list(want)
+    for m, g in got.items():
+        w = want[m]
+        assert set(g) == set(w), m
+        for c in EXACT:
+            assert g[c] == w[c], (m, c)
+        for c in ("score", "logit", "uncertainty", "ood_score", "mutual_info", "temporal_score", "features",
+                  "frame_scores", "frequency_score", "boundary_score"):
+            assert (g[c] is None) == (w[c] is None), (m, c)
+            if g[c] is not None:
+                assert np.allclose(g[c], w[c], atol=1e-4, rtol=0, equal_nan=True), (m, c)
+        for c in ("face_crops", "heatmaps"):
+            assert len(g[c] or []) == len(w[c] or []), (m, c)
+        for a, b in zip(g["face_crops"] or [], w["face_crops"] or []):
+            assert np.abs(decode_image(a).astype(int) - decode_image(b).astype(int)).max() <= crop_levels, m
+        for a, b in zip(g["heatmaps"] or [], w["heatmaps"] or []):  # overlays: crop and map within a few levels
+            assert np.abs(decode_image(a).astype(int) - decode_image(b).astype(int)).mean() < 1.0, m
+
+
+def _stages(bundle: str, explain: int = 0, **kw):
+    """The fused GPU stage and the CPU path with the same options; both keep PNG crops (lossless), since
+    the CPU path scores its stored crops and the fused stage the crops it cut."""
     from deepgen.scoring.pipeline import CpuStage, GpuStage
 
-    cfg = ExtractConfig(frames=6, size=48, threads=1, sampling=sampling, clip_len=3)
-    gpu = GpuStage(cfg, tiny_bundle, 0, False, in_flight=2)
+    gpu = GpuStage(ExtractConfig(threads=1, image_format="png", **kw), bundle, 0, False, explain, in_flight=2)
+    cpu = CpuStage(ExtractConfig(threads=1, image_format="png", **kw), bundle, 0, False, explain)
+    return gpu, cpu
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "clips"])
+def test_gpu_stage_on_cpu_gives_the_cpu_paths_rows(media, tiny_bundle, sampling):
+    if not _torchcodec_loads():
+        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+    gpu, cpu = _stages(tiny_bundle, explain=2, frames=6, size=48, sampling=sampling, clip_len=3)
     assert gpu.faces.device == "cpu" and gpu.faces.decoder_cls is not None
     assert gpu.faces.decode(media[0]["uri"], "video").decoder == "torchcodec-cpu"
-    # the CPU path with lossless crops: the fused stage hands its crops to the model without re-encoding
-    cpu = CpuStage(ExtractConfig(frames=6, size=48, threads=1, sampling=sampling, clip_len=3, image_format="png"),
-                   tiny_bundle, 0, False)
     got, want = _score(gpu, media), _score(cpu, media)
-    assert list(got) == [r["media_id"] for r in media]
-    for m in got:
-        g, w = got[m], want[m]
-        assert (g["status"], g["n_frames"], g["n_faces"], g["n_tracks"]) == (
-            w["status"], w["n_frames"], w["n_faces"], w["n_tracks"]), m
     assert [got[m]["status"] for m in got] == ["ok", "ok", "no_face", "decode_error", "missing"]
+    _same_rows(got, want)
     for m in ("v0", "v1"):
-        assert got[m]["n_faces"] == 6
-        assert abs(got[m]["score"] - want[m]["score"]) < 1e-4 and abs(got[m]["logit"] - want[m]["logit"]) < 1e-4
-        assert np.allclose(got[m]["features"], want[m]["features"], atol=1e-3)
-    # the model inputs themselves: crops cut on the device match the CPU path's to one grey level
+        g = got[m]
+        assert g["n_faces"] == 6 and len(g["frame_indices"]) == len(g["frame_scores"]) == 6
+        assert np.allclose(g["frame_times"], np.array(g["frame_indices"]) / 25) and len(g["face_crops"]) == 1
+    assert sum(len(got[m]["heatmaps"] or []) for m in got) >= 2  # the tiny model flags at least one item
+    # what feeds the model and the timeline: the CPU path's crops rows, crops cut on the device
     from deepgen.faces.crop import decode_image
-    from deepgen.faces.media import extract_media
+
+    for row in media:
+        fields, crops = gpu.faces.faces(row)
+        ref = cpu.faces.crops_row(row)
+        assert fields == {k: ref[k] for k in fields}, row["media_id"]
+        if sampling == "clips" and crops is not None:  # runs of 3 from keyframes: clip positions 0, 1, 2
+            assert sorted(set(fields["clip_pos"])) == [0, 1, 2] and None not in fields["clip_index"]
+        if crops is None:
+            continue
+        diff = np.abs(crops.permute(0, 2, 3, 1).numpy().astype(int)
+                      - np.stack([decode_image(b) for b in ref["crops"]]).astype(int))
+        assert crops.shape == (6, 3, 48, 48)
+        assert diff.max() <= 1 and diff.mean() < 0.25  # enlarged: float bilinear vs OpenCV's fixed point
+
+
+def test_align_warps_on_the_device_like_the_cpu_path(media, tiny_bundle):
+    """``--align`` crops: landmarks refined on the small frame as on the CPU path, the similarity warp on the
+    device. Measured on these videos: identical to the CPU path's crops (max and mean difference 0)."""
+    if not _torchcodec_loads():
+        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+    gpu, cpu = _stages(tiny_bundle, frames=4, size=48, align=True)
+    got, want = _score(gpu, media[:3]), _score(cpu, media[:3])
+    _same_rows(got, want, crop_levels=0)
+    from deepgen.faces.crop import decode_image
 
     for row in media[:2]:
-        _, crops, tracks = gpu.faces.faces(row)
-        faces, _ = extract_media(row, cpu.faces.cfg, cpu.faces.detector)
-        ref = np.stack([decode_image(f["image"]) for f in faces]).astype(int)
-        diff = np.abs(crops.permute(0, 2, 3, 1).numpy().astype(int) - ref)
-        assert crops.shape == (6, 3, 48, 48) and tracks == [f["track_id"] for f in faces]
-        assert diff.max() <= 1 and diff.mean() < 0.25  # area averaging in float32 vs OpenCV: rounding only
+        fields, crops = gpu.faces.faces(row)
+        ref = cpu.faces.crops_row(row)
+        diff = np.abs(crops.permute(0, 2, 3, 1).numpy().astype(int)
+                      - np.stack([decode_image(b) for b in ref["crops"]]).astype(int))
+        assert fields["frame_indices"] == ref["frame_indices"] and crops.shape == (4, 3, 48, 48)
+        assert diff.max() == 0  # the warp replays OpenCV's bit for bit on the same frame
+
+
+def test_device_warp_is_opencvs_bit_for_bit():
+    import cv2
+    import torch
+
+    from deepgen.scoring.gpu import warp_affine
+
+    rng = np.random.default_rng(0)
+    for size, scale in ((48, 0.4), (64, 1.7), (40, 0.9)):  # shrinking, enlarging, reaching past the border
+        img = rng.integers(0, 256, (71, 93, 3), dtype=np.uint8)
+        a = rng.uniform(-0.6, 0.6)
+        m = np.array([[scale * np.cos(a), -scale * np.sin(a), rng.uniform(-30, 5)],
+                      [scale * np.sin(a), scale * np.cos(a), rng.uniform(-30, 5)]])
+        want = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        got = warp_affine(torch.from_numpy(img).permute(2, 0, 1), m, size).permute(1, 2, 0).numpy()
+        assert np.array_equal(got, want), (size, scale)
+
+
+@pytest.mark.parametrize("size", [48, 160, 448])
+def test_device_align_on_a_large_frame_reads_the_sharpest_unaliased_copy(size):
+    """Frames larger than the sampling size: the crop is warped from the small frame (as the CPU path),
+    from an area-shrunk region of the full frame, or from the full frame, whichever the warp does not
+    skip pixels of; each is the OpenCV warp of that copy of the frame (to 2 grey levels, mean < 0.5)."""
+    import cv2
+    import torch
+
+    from deepgen.faces.align import alignment_matrix
+    from deepgen.scoring.gpu import DeviceFaces, _rescale, _then, resize_frames
+
+    full = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+    ft = torch.from_numpy(full).permute(2, 0, 1).contiguous()
+    small = resize_frames(ft[None], 160, 120)[0]
+    lm = np.array([[70, 50], [90, 50], [80, 62], [72, 72], [88, 72]], np.float32)  # small-frame pixels
+    faces = DeviceFaces.__new__(DeviceFaces)  # align() needs only the config
+    faces.cfg = ExtractConfig(size=size)
+    got = faces.align(ft, small, lm).permute(1, 2, 0).numpy().astype(int)
+    m_full = _then(alignment_matrix(lm, size, 0.3), _rescale(160 / 640, 120 / 480))
+    g = min(1.0, max(float(np.sqrt(np.linalg.det(m_full[:, :2]))), 0.25))  # the copy's scale
+    sw, sh = round(640 * g), round(480 * g)
+    src = cv2.resize(full, (sw, sh), interpolation=cv2.INTER_AREA) if g < 1 else full
+    back = np.linalg.inv(np.vstack([_rescale(sw / 640, sh / 480), [0, 0, 1]]))[:2]
+    want = cv2.warpAffine(src, _then(m_full, back), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT).astype(int)
+    assert np.abs(got - want).max() <= 2 and np.abs(got - want).mean() < 0.5
+
+
+@pytest.fixture(scope="module")
+def temporal_bundle(tmp_path_factory) -> str:
+    """An untrained tiny temporal bundle (clips of 3) with its fusion temperatures."""
+    import torch
+
+    from deepgen.models import ModelConfig, create_detector
+    from deepgen.models.bundle import save_bundle
+
+    torch.manual_seed(0)
+    model = create_detector(ModelConfig(arch="temporal", image_size=48, clip_len=3, temporal_dim=16))
+    out = str(tmp_path_factory.mktemp("tbundle") / "temporal")
+    save_bundle(out, model, temperature=1.5, reference=np.random.default_rng(0).normal(size=(16, model.num_features)),
+                datasets=["t"], extras={"temporal": {"frame_temperature": 1.5, "temporal_temperature": 0.7,
+                                                     "fusion_temperature": 1.3}})
+    return out
+
+
+def test_gpu_stage_fuses_a_temporal_bundle_like_the_cpu_path(media, temporal_bundle):
+    """Clip positions reach temporal fusion as on the CPU path. Aligned crops, which are the CPU path's bit for
+    bit, keep this untrained head (it turns a 1e-5 change of a feature into 1e-3 of a score) out of it."""
+    if not _torchcodec_loads():
+        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+    gpu, cpu = _stages(temporal_bundle, frames=6, size=48, sampling="clips", clip_len=3, align=True)
+    got, want = _score(gpu, media[:2]), _score(cpu, media[:2])
+    _same_rows(got, want, crop_levels=0)
+    assert all(got[m]["temporal_score"] is not None for m in got)
 
 
 def test_gpu_stage_falls_back_to_pyav_with_one_log_line(media, tiny_bundle, caplog, monkeypatch):
@@ -101,6 +228,24 @@ def test_gpu_stage_falls_back_to_pyav_with_one_log_line(media, tiny_bundle, capl
     for m in got:
         assert got[m]["n_faces"] == want[m]["n_faces"] == 4
         assert abs(got[m]["score"] - want[m]["score"]) < 1e-4
+        assert got[m]["frame_times"] == want[m]["frame_times"] and got[m]["frame_indices"] == want[m]["frame_indices"]
+
+
+def test_device_frames_carry_the_cpu_paths_frame_rate(tmp_path):
+    """Frame times are index / rate on both paths; torchcodec's own rate of a variable-rate MP4 (60) is not
+    the one the CPU path reads (28.4), so the stage reads it as the CPU path does."""
+    if not _torchcodec_loads():
+        pytest.skip("torchcodec (or the system FFmpeg it needs) cannot load")
+    from deepgen.scoring.gpu import DeviceFaces
+    from deepgen.video import sample_frames
+
+    frames = noise_frames(6, 32, 24)
+    faces = DeviceFaces(ExtractConfig(frames=3))
+    for name, kw in (("cfr.mp4", {"fps": 30}), ("vfr.mp4", {"durations_ms": [33, 50, 17]}),
+                     ("vfr.mkv", {"durations_ms": [40, 20]})):
+        uri = write_video(str(tmp_path / name), frames, **kw)
+        got = faces.decode(uri, "video")
+        assert got.decoder == "torchcodec-cpu" and got.fps == sample_frames(uri, 3, 640).fps, name
 
 
 def test_device_resize_is_area_averaging():
@@ -113,6 +258,8 @@ def test_device_resize_is_area_averaging():
     got = resize_frames(torch.from_numpy(img)[None], 48, 36)[0].permute(1, 2, 0).numpy().astype(int)
     want = cv2.resize(img.transpose(1, 2, 0), (48, 36), interpolation=cv2.INTER_AREA).astype(int)
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
+    half = resize_frames(torch.from_numpy(img[:, :96, :130])[None], 65, 48)[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(half, cv2.resize(img[:, :96, :130].transpose(1, 2, 0), (65, 48), interpolation=cv2.INTER_AREA))
 
 
 def test_score_with_gpu_decode_runs_the_fused_stage_through_ray(ray_session, media, tiny_bundle):
@@ -130,3 +277,4 @@ def test_score_with_gpu_decode_runs_the_fused_stage_through_ray(ray_session, med
     local = _score(GpuStage(ExtractConfig(frames=4, size=48, threads=1), tiny_bundle, 0, False), media)
     for r in fused[:2]:
         assert abs(r["score"] - local[r["media_id"]]["score"]) < 1e-9
+        assert r["frame_indices"] == local[r["media_id"]]["frame_indices"] and len(r["face_crops"]) == 1

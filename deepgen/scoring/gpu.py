@@ -1,14 +1,20 @@
 """Faces for the fused GPU scoring stage: decode on the device, detect on small frames, crop on the device.
 
 torchcodec decodes the sampled frames straight onto the GPU (NVDEC); they are shrunk there to the
-sampling size, YuNet finds the faces on those small frames on the CPU, and the crops are cut on the
-GPU from the full-resolution frames. Nothing but the small frames leaves the device; the crops go to
-the model as one uint8 tensor. Several videos are in flight per actor (threads), so several NVDEC
-engines work at once. Where torchcodec (or its FFmpeg, or NVDEC) is missing, PyAV decodes on the CPU
-instead, announced by one log line; on a CPU-only machine the same code runs with torchcodec's CPU
-decoder. The fused actor itself is :class:`deepgen.scoring.pipeline.GpuStage`. Both decoders turn
-frames upright by the stream's display matrix (torchcodec >= 0.17 itself, on every device; PyAV in
-:func:`deepgen.video.upright`), so phone video stored sideways is cropped as players show it.
+sampling size, YuNet finds the faces on those small frames on the CPU (and, with ``align``, refines
+their landmarks there as the CPU path does), and the crops are cut on the GPU from the full-resolution
+frames: box crops by area averaging, aligned crops by a warp that replays OpenCV's bit for bit
+(:func:`warp_affine`). Nothing but the small frames leaves the device; the crops go to the model as one
+uint8 tensor, and only the few crops a score row keeps (each track's top crop, ``--explain``'s) are
+copied back to be encoded. Each crop carries what the CPU path's carries (frame index, clip position,
+track) and each item its frame rate, so the rows are the CPU path's; on video no larger than the
+sampling size the crops are too (for video larger, they are sharper: said in one log line).
+Several videos are in flight per actor (threads), so several NVDEC engines work at once. Where
+torchcodec (or its FFmpeg, or NVDEC) is missing, PyAV decodes on the CPU instead, announced by one log
+line; on a CPU-only machine the same code runs with torchcodec's CPU decoder. The fused actor itself
+is :class:`deepgen.scoring.pipeline.GpuStage`. Both decoders turn frames upright by the stream's
+display matrix (torchcodec >= 0.17 itself, on every device; PyAV in :func:`deepgen.video.upright`), so
+phone video stored sideways is cropped as players show it.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from deepgen.faces.crop import crop_box, crop_face
+from deepgen.faces.align import alignment_matrix, invert, refine_landmarks
+from deepgen.faces.crop import crop_box
 from deepgen.faces.detect import Detection
 from deepgen.faces.media import NOT_THE_ITEMS, ExtractConfig, detect_frames, failure_reason
 from deepgen.faces.track import track_faces
@@ -38,11 +46,11 @@ log = logging.getLogger(__name__)
 _said: set[str] = set()
 
 
-def _say_once(msg: str) -> None:
-    """One log line per process for a fallback, however many videos hit it."""
+def _say_once(msg: str, level: int = logging.WARNING) -> None:
+    """One log line per process for a fallback or a difference from the CPU path, however many videos hit it."""
     if msg not in _said:
         _said.add(msg)
-        log.warning(msg)
+        log.log(level, msg)
 
 
 def torchcodec_decoder():
@@ -63,6 +71,23 @@ class DeviceFrames:
     indices: list[int]
     decoder: str  # torchcodec-cuda | torchcodec-cpu | pyav
     runs: list[tuple[int, int]] | None = None  # clips sampling: (start, length) of each run
+    fps: float | None = None  # the frame rate the CPU path records (None: unknown, as for images)
+
+
+def stream_fps(src) -> float | None:
+    """A video's frame rate as the CPU path reads it (PyAV's average rate, else its guessed rate, else 25),
+    so both paths give frames the same times; None when PyAV cannot open it. A file object is rewound."""
+    import av
+
+    try:
+        with av.open(src) as c:
+            s = c.streams.video[0]
+            return float(s.average_rate or s.guessed_rate or Fraction(25))
+    except Exception:
+        return None
+    finally:
+        if hasattr(src, "seek"):
+            src.seek(0)
 
 
 def area_weights(n_in: int, n_out: int):
@@ -81,7 +106,8 @@ def resize_frames(x, width: int, height: int):
     """Resize uint8 (N, 3, H, W) on its device: area (box) filter when shrinking, bilinear when growing.
 
     The shrink is two small matrix products (exact area averaging, as OpenCV's INTER_AREA);
-    the result is rounded back to uint8.
+    the result is rounded back to uint8, halves up where OpenCV's own 2x2 shortcut rounds them so (an
+    exact halving) and to even elsewhere, as OpenCV does: shrunk crops are then OpenCV's, bit for bit.
     """
     import torch
     import torch.nn.functional as F
@@ -89,6 +115,7 @@ def resize_frames(x, width: int, height: int):
     n, c, h, w = x.shape
     if (h, w) == (height, width):
         return x
+    halving = (h, w) == (2 * height, 2 * width)
     out = []
     for i in range(0, n, 8):  # a few frames at a time: a 1080p frame is 25 MB as float32
         chunk = x[i : i + 8].float()
@@ -98,8 +125,75 @@ def resize_frames(x, width: int, height: int):
             wy = area_weights(h, height).to(x.device)
             wx = area_weights(w, width).to(x.device)
             y = torch.matmul(wy, torch.matmul(chunk, wx.T))
-        out.append(y.round_().clamp_(0, 255).to(torch.uint8))
+        y = y.add_(0.5).floor_() if halving else y.round_()
+        out.append(y.clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
+
+
+def _cv_inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of a 2x3 affine as ``cv2.warpAffine`` computes it (same float64 operations, same order)."""
+    a = np.asarray(m, np.float64).ravel().copy()
+    d = a[0] * a[4] - a[1] * a[3]
+    d = 1.0 / d if d != 0 else 0.0
+    a[0], a[4] = a[4] * d, a[0] * d
+    a[1] *= -d
+    a[3] *= -d
+    a[2], a[5] = -a[0] * a[2] - a[1] * a[5], -a[3] * a[2] - a[4] * a[5]
+    return a
+
+
+def _reflect(i, n: int):
+    """OpenCV's BORDER_REFLECT of indices ``i`` into ``range(n)`` (fedcba|abcdef|fedcba)."""
+    import torch
+
+    if n == 1:
+        return torch.zeros_like(i)
+    p = torch.remainder(i, 2 * n)
+    return torch.where(p < n, p, 2 * n - 1 - p)
+
+
+def warp_affine(frame, m: np.ndarray, size: int):
+    """``cv2.warpAffine(frame, m, (size, size), INTER_LINEAR, BORDER_REFLECT)`` of a uint8 (3, H, W) tensor, on
+    its device and bit-exact: OpenCV's inverse map, 1/32-pixel fixed-point coordinates and integer weights.
+
+    The per-row and per-column coordinate terms are rounded on the host in float64 exactly as OpenCV
+    rounds them; everything per pixel is integer arithmetic, so the device cannot change a bit.
+    """
+    import torch
+
+    a = _cv_inverse(m)
+    r = np.arange(size, dtype=np.float64)
+    ab = 1 << 10  # OpenCV's AB_BITS; coordinates keep 5 fractional bits (INTER_BITS)
+    dev = frame.device
+
+    def ints(v):
+        return torch.from_numpy(np.rint(v).astype(np.int64)).to(dev)  # cvRound: half to even
+
+    x = (ints((a[1] * r + a[2]) * ab)[:, None] + 16 + ints(a[0] * r * ab)[None, :]) >> 5
+    y = (ints((a[4] * r + a[5]) * ab)[:, None] + 16 + ints(a[3] * r * ab)[None, :]) >> 5
+    _, h, w = frame.shape
+    x0, y0 = x >> 5, y >> 5
+    fx, fy = (x & 31).int(), (y & 31).int()
+    xa, xb = _reflect(x0, w), _reflect(x0 + 1, w)
+    ya, yb = _reflect(y0, h), _reflect(y0 + 1, h)
+
+    def at(yy, xx):
+        return frame[:, yy, xx].int()
+
+    top = at(ya, xa) * (32 - fx) + at(ya, xb) * fx
+    bottom = at(yb, xa) * (32 - fx) + at(yb, xb) * fx
+    return ((top * (32 - fy) + bottom * fy + 512) >> 10).clamp_(0, 255).to(torch.uint8)
+
+
+def _then(m: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The 2x3 affine applying ``first``, then ``m``."""
+    return np.hstack([m[:, :2] @ first[:, :2], (m[:, :2] @ first[:, 2] + m[:, 2])[:, None]])
+
+
+def _rescale(sx: float, sy: float, x0: float = 0.0, y0: float = 0.0) -> np.ndarray:
+    """Pixel-centre map from a frame to its area-resized copy (``sx``, ``sy`` new pixels per old), the
+    copy cut at (``x0``, ``y0``) first."""
+    return np.array([[sx, 0.0, sx * (0.5 - x0) - 0.5], [0.0, sy, sy * (0.5 - y0) - 0.5]])
 
 
 class DeviceFaces:
@@ -131,7 +225,7 @@ class DeviceFaces:
         s = sample_frames(uri, self.cfg.frames, 1 << 30, media_type, threads=1, sampling=self.cfg.sampling,
                           clip_len=self.cfg.clip_len)
         x = torch.from_numpy(np.stack(s.frames)).permute(0, 3, 1, 2).contiguous().to(self.device)
-        return DeviceFrames(x, s.indices, "pyav", s.runs)
+        return DeviceFrames(x, s.indices, "pyav", s.runs, float(s.fps or 0.0) or None)
 
     def _torchcodec(self, uri: str) -> DeviceFrames:
         from deepgen.storage import is_remote
@@ -141,6 +235,7 @@ class DeviceFaces:
         if not is_remote(uri):
             src.close()
             src = uri
+        fps = stream_fps(src)
         kw = {"num_ffmpeg_threads": 1} if self.device == "cpu" else {}
         dec = self.decoder_cls(src, device=self.device, seek_mode="exact", **kw)
         if self.device != "cpu" and getattr(dec, "cpu_fallback", None):
@@ -157,41 +252,96 @@ class DeviceFaces:
         if not idx:
             raise MediaError("decode_error", uri, "has no decodable frames")
         batch = dec.get_frames_at(indices=idx)
-        return DeviceFrames(batch.data, idx, f"torchcodec-{'cpu' if self.device == 'cpu' else 'cuda'}", runs)
+        fps = fps or meta.average_fps_from_header or meta.average_fps
+        return DeviceFrames(batch.data, idx, f"torchcodec-{'cpu' if self.device == 'cpu' else 'cuda'}", runs,
+                            float(fps or 0.0) or None)
 
-    def faces(self, row: dict) -> tuple[dict, object | None, list[int]]:
-        """(status fields, uint8 crops (M, 3, S, S) on the device or None, track ids) of one media item."""
+    @staticmethod
+    def status(status: str | None, error: str | None, n_frames: int = 0, fps: float | None = None) -> dict:
+        """The fields of an item without crops (CROPS_SCHEMA's, less ``crops``)."""
+        return {"status": status, "error": error, "n_frames": n_frames, "fps": fps, "track_ids": [],
+                "frame_indices": [], "clip_index": [], "clip_pos": []}
+
+    def faces(self, row: dict) -> tuple[dict, object | None]:
+        """One media item's crops-row fields (CROPS_SCHEMA's but ``crops``: status, error, n_frames, fps, and per
+        crop its track, frame index and clip position, as the CPU path gives them) and its uint8 crops
+        (M, 3, S, S) on the device, in the CPU path's order (frame, then track); None without faces."""
         import torch
 
         cfg = self.cfg
         try:
             got = self.decode(str(row["uri"]), row.get("media_type") or "video")
         except MediaError as e:
-            return {"status": e.status, "error": e.reason, "n_frames": 0}, None, []
+            return self.status(e.status, e.reason), None
         except Exception as e:  # an option, the environment or a decoder bug: not the item's fault
-            return {"status": NOT_THE_ITEMS, "error": failure_reason(e), "n_frames": 0}, None, []
+            return self.status(NOT_THE_ITEMS, failure_reason(e)), None
         full = got.frames
         _, _, h, w = full.shape
         tw, th = target_size(w, h, cfg.max_side) if max(w, h) > cfg.max_side else (w, h)
-        small = resize_frames(full, tw, th).permute(0, 2, 3, 1).cpu().numpy()
-        frames = list(small)
-        follows = [bool(pos) for _, pos in run_positions(got.indices, got.runs)] if got.runs else None
+        if (tw, th) != (w, h):
+            _say_once(f"the GPU stage cuts crops from full-resolution frames, so for video larger than {cfg.max_side} "
+                      "px they are sharper than the CPU path's and scores can differ from a CPU run", logging.INFO)
+        small = resize_frames(full, tw, th)
+        frames = list(small.permute(0, 2, 3, 1).cpu().numpy())
+        clip_of = run_positions(got.indices, got.runs)
+        follows = [bool(pos) for _, pos in clip_of] if got.runs else None
         with self.detecting:
             dets = detect_frames(self.detector, frames, cfg, follows)
         kept = track_faces(dets, all_faces=cfg.all_faces, min_share=cfg.min_track_share)
         n = len(frames)
         if not kept:
-            return {"status": "no_face", "error": f"no face found in {n} sampled frames", "n_frames": n}, None, []
-        crops, tracks = [], []
-        inv = w / tw
-        for t, track_id, d in kept:
-            if cfg.align and d.landmarks is not None:  # similarity warp: cut on the CPU from the small frame
-                img = crop_face(frames[t], d.box, cfg.size, cfg.margin, d.landmarks, True)
-                crops.append(torch.from_numpy(img).permute(2, 0, 1).to(full.device))
-            else:
-                crops.append(self.crop(full[t], Detection(d.box, d.score).scaled(inv)))
-            tracks.append(int(track_id))
-        return {"status": "ok", "error": None, "n_frames": n}, torch.stack(crops), tracks
+            return self.status("no_face", f"no face found in {n} sampled frames", n, got.fps), None
+        crops = []
+        for t, _, d in kept:
+            crop = None
+            if cfg.align and d.landmarks is not None:
+                points = d.landmarks
+                if cfg.align_passes and len(points) == 5:  # as the CPU path: refined on the small frame
+                    with self.detecting:
+                        refined = refine_landmarks(frames[t], points, lambda img: self.detector.detect([img])[0],
+                                                   cfg.size, cfg.margin, cfg.align_passes)
+                    points = points if refined is None else refined
+                crop = self.align(full[t], small[t], points)
+            if crop is None:  # no alignment asked, or the landmarks cannot align: the box crop, as crop_face
+                crop = self.crop(full[t], Detection(d.box, d.score).scaled(w / tw))
+            crops.append(crop)
+        return {**self.status("ok", None, n, got.fps), "track_ids": [int(k) for _, k, _ in kept],
+                "frame_indices": [int(got.indices[t]) for t, _, _ in kept],
+                "clip_index": [clip_of[t][0] for t, _, _ in kept],
+                "clip_pos": [clip_of[t][1] for t, _, _ in kept]}, torch.stack(crops)
+
+    def align(self, full, small, landmarks):
+        """The aligned crop (the similarity warp onto the template, :mod:`deepgen.faces.align`) of the face whose
+        landmarks were found on ``small``, warped on the device; None when the landmarks cannot align.
+
+        The warp reads the sharpest copy of the frame it does not skip pixels of: the small frame the CPU
+        path warps (the same crop, bit for bit) where that already has a pixel per crop pixel or more, the
+        full-resolution frame where even that is enlarged, and in between the crop's region of the full
+        frame area-shrunk to one pixel per crop pixel.
+        """
+        cfg = self.cfg
+        m = alignment_matrix(landmarks, cfg.size, cfg.margin)  # small-frame pixels -> crop pixels
+        if m is None:
+            return None
+        (_, th, tw), (_, h, w) = small.shape, full.shape
+        if (th, tw) == (h, w):
+            return warp_affine(full, m, cfg.size)
+        m_full = _then(m, _rescale(tw / w, th / h))
+        f = float(np.sqrt(abs(np.linalg.det(m_full[:, :2]))))  # crop pixels per full-frame pixel
+        if f <= max(tw / w, th / h):
+            return warp_affine(small, m, cfg.size)
+        if f >= 1.0:
+            return warp_affine(full, m_full, cfg.size)
+        corners = np.array([[0, 0], [cfg.size, 0], [0, cfg.size], [cfg.size, cfg.size]], np.float64) - 0.5
+        back = corners @ invert(m_full)[:, :2].T + invert(m_full)[:, 2]
+        pad = 2.0 / f  # two crop pixels: the bilinear neighbours stay inside
+        x0, y0 = (max(0, int(np.floor(v - pad))) for v in back.min(0))
+        x1, y1 = min(w, int(np.ceil(back[:, 0].max() + pad))), min(h, int(np.ceil(back[:, 1].max() + pad)))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return warp_affine(small, m, cfg.size)
+        rw, rh = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
+        region = resize_frames(full[None, :, y0:y1, x0:x1], rw, rh)[0]
+        return warp_affine(region, _then(m_full, invert(_rescale(rw / (x1 - x0), rh / (y1 - y0), x0, y0))), cfg.size)
 
     def crop(self, frame, det: Detection):
         """The face's square crop, ``cfg.size`` pixels, cut from a full-resolution (3, H, W) frame."""
@@ -202,6 +352,6 @@ class DeviceFaces:
             patch = frame
         return resize_frames(patch[None], self.cfg.size, self.cfg.size)[0]
 
-    def map(self, rows: list[dict]) -> list[tuple[dict, object | None, list[int]]]:
+    def map(self, rows: list[dict]) -> list[tuple[dict, object | None]]:
         """:meth:`faces` of several media items at once (in flight together), in order."""
         return list(self.pool.map(self.faces, rows))

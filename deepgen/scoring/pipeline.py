@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -119,9 +119,11 @@ class ModelStage(BundleActor):
         images = [decode_image(b) for m in media_rows for b in m["crops"]]
         return self.score_media(media_rows, images)
 
-    def score_media(self, media_rows: list[dict], images) -> pa.Table:
+    def score_media(self, media_rows: list[dict], images, encode: Callable[[np.ndarray], bytes] | None = None
+                    ) -> pa.Table:
         """Scores rows of media whose crops are ``images`` (numpy list or a uint8 device tensor),
-        in media order, ``len(m["crops"])`` each."""
+        in media order, ``len(m["crops"])`` each; ``encode`` turns a crop whose bytes are None (the fused
+        GPU stage's) into the bytes a row keeps, so only the kept crops are ever encoded."""
         frames = pd.DataFrame({
             "media_id": [m["media_id"] for m in media_rows for _ in m["crops"]],
             "track_id": [t for m in media_rows for t in (m["track_ids"] or [0] * len(m["crops"]))],
@@ -140,13 +142,14 @@ class ModelStage(BundleActor):
                 if c in out:
                     frames[c] = out[c]
         videos = aggregate_media(frames, self.scorer.temperature, self.scorer.temporal).set_index("media_id") if len(images) else None
-        details = self.details(media_rows, frames, images, videos) if len(images) else {}
+        details = self.details(media_rows, frames, images, videos, encode) if len(images) else {}
         return pa.Table.from_pylist(score_rows(media_rows, videos, self.model_id, details,
                                                self.scorer.operating_point), schema=scores_schema())
 
-    def details(self, media_rows: list[dict], frames: pd.DataFrame, images: list[np.ndarray],
-                videos: pd.DataFrame) -> dict[str, dict]:
-        """Per item: the frame timeline, each track's top crop and, with ``explain``, heat-map overlays."""
+    def details(self, media_rows: list[dict], frames: pd.DataFrame, images, videos: pd.DataFrame,
+                encode: Callable[[np.ndarray], bytes] | None = None) -> dict[str, dict]:
+        """Per item: the frame timeline, each track's top crop and, with ``explain``, heat-map overlays;
+        ``images`` a numpy list or a device tensor, of which only the kept crops are copied to the host."""
         frames = frames.assign(frame_score=frame_scores(frames["logit"], self.scorer.temperature),
                                crop=[b for m in media_rows for b in m["crops"]], _pos=np.arange(len(frames)))
         out: dict[str, dict] = {}
@@ -157,25 +160,47 @@ class ModelStage(BundleActor):
                 continue
             fps = m.get("fps")
             best = g.sort_values("frame_score", ascending=False, kind="stable")
+            top = best.drop_duplicates("track_id").sort_values("track_id")
+            missing = [int(p) for p, b in zip(top["_pos"], top["crop"]) if b is None]
+            encoded = dict(zip(missing, map(encode, host_images(images, missing)))) if missing else {}
             out[m["media_id"]] = {
                 "frame_indices": g["frame_index"].astype(int).tolist(),
                 "frame_times": [round(i / fps, 3) if fps else None for i in g["frame_index"]],
                 "frame_tracks": g["track_id"].astype(int).tolist(),
                 "frame_scores": g["frame_score"].astype(float).tolist(),
-                "face_crops": best.drop_duplicates("track_id").sort_values("track_id")["crop"].tolist(),
+                "face_crops": [encoded[int(p)] if b is None else b for p, b in zip(top["_pos"], top["crop"])],
             }
             if self.explain and float(videos.loc[m["media_id"], "score"]) >= 0.5:
                 explain += [(m["media_id"], int(p)) for p in best["_pos"].head(self.explain)]
         if explain:
             from deepgen.models.explain import overlay_png
 
-            heat, kind = self.scorer.explain([images[p] for _, p in explain])
-            for (mid, p), h in zip(explain, heat):
+            pos = [p for _, p in explain]
+            if hasattr(images, "permute"):  # a device tensor: explained on the device from its crops
+                import torch
+
+                heat, kind = self.scorer.explain(images[torch.as_tensor(pos, device=images.device)])
+            else:
+                heat, kind = self.scorer.explain([images[p] for p in pos])
+            for (mid, p), h, img in zip(explain, heat, host_images(images, pos)):
                 d = out[mid]
-                d.setdefault("heatmaps", []).append(overlay_png(images[p], h))
+                d.setdefault("heatmaps", []).append(overlay_png(img, h))
                 d.setdefault("heatmap_frames", []).append(int(frames["frame_index"].iloc[p]))
                 d["heatmap_kind"] = kind
         return out
+
+
+def host_images(images, positions: list[int]) -> list[np.ndarray]:
+    """The RGB uint8 (H, W, 3) crops at ``positions`` of a numpy list, or of a uint8 (N, 3, S, S) device
+    tensor with just those copied to the host (the fused GPU stage keeps the rest on its device)."""
+    if not hasattr(images, "permute"):
+        return [images[p] for p in positions]
+    if not positions:
+        return []
+    import torch
+
+    picked = images[torch.as_tensor(positions, device=images.device)]
+    return list(picked.permute(0, 2, 3, 1).contiguous().cpu().numpy())
 
 
 def score_rows(media_rows: list[dict], videos: pd.DataFrame | None, model_id: str,
@@ -219,7 +244,8 @@ class CpuStage:
 class GpuStage:
     """Fused GPU actor (one per GPU slice): decode on the device (NVDEC via torchcodec), detect on
     small frames on the CPU, crop on the device, one batched model pass (bf16 on a GPU, fp32 on a
-    CPU); only paths come in and score rows go out. See :mod:`deepgen.scoring.gpu`."""
+    CPU); only paths come in and score rows go out, with the CPU path's columns (timeline, clip
+    positions for temporal fusion, each track's top crop, heat maps). See :mod:`deepgen.scoring.gpu`."""
 
     def __init__(self, cfg: ExtractConfig, checkpoint: str | list[str], mc_passes: int, evidence: bool,
                  explain: int = 0, in_flight: int = 4):
@@ -237,16 +263,22 @@ class GpuStage:
         found = dict(zip((id(r) for r in todo), self.faces.map(todo)))
         media_rows, crops = [], []
         for row in rows:
-            st, c, tracks = found.get(id(row), ({"status": row.get("status"), "error": row.get("error"),
-                                                  "n_frames": 0}, None, []))
+            fields, c = found.get(id(row), (self.faces.status(row.get("status"), row.get("error")), None))
             n = 0 if c is None else len(c)
-            media_rows.append({**{k: row.get(k) for k in _CARRY}, **st, "crops": [None] * n, "track_ids": tracks})
+            # crops stay on the device: None here, and the few a row keeps are encoded like the CPU path's
+            media_rows.append({**{k: row.get(k) for k in _CARRY}, **fields, "crops": [None] * n})
             if c is not None:
                 crops.append(c)
         images = torch.cat(crops) if crops else []
         if self.model.evidence and len(images):  # the evidence features read numpy crops
             images = list(images.permute(0, 2, 3, 1).cpu().numpy())
-        return self.model.score_media(media_rows, images)
+        return self.model.score_media(media_rows, images, self.encode)
+
+    def encode(self, crop: np.ndarray) -> bytes:
+        """A kept crop's bytes, in the CPU path's image format and quality."""
+        from deepgen.faces.crop import encode_image
+
+        return encode_image(crop, self.faces.cfg.image_format, self.faces.cfg.quality)
 
 
 def score_stream(rows: list[dict], checkpoint: str | list[str], cfg: ScoreConfig,
