@@ -2,13 +2,14 @@
 
 torchcodec decodes the sampled frames straight onto the GPU (NVDEC); they are shrunk there to the
 sampling size, YuNet finds the faces on those small frames on the CPU (and, with ``align``, refines
-their landmarks there as the CPU path does), and the crops are cut on the GPU from the full-resolution
-frames: box crops by area averaging, aligned crops by a warp that replays OpenCV's bit for bit
-(:func:`warp_affine`). Nothing but the small frames leaves the device; the crops go to the model as one
+their landmarks there as the CPU path does), and the crops are cut on the GPU from the small frames,
+as the CPU path cuts them and training saw them: box crops by area averaging, aligned crops by a warp
+that replays OpenCV's bit for bit (:func:`warp_affine`). Nothing but the small frames leaves the device; the crops go to the model as one
 uint8 tensor, and only the few crops a score row keeps (each track's top crop, ``--explain``'s) are
 copied back to be encoded. Each crop carries what the CPU path's carries (frame index, clip position,
 track) and each item its frame rate, so the rows are the CPU path's; on video no larger than the
-sampling size the crops are too (for video larger, they are sharper: said in one log line).
+sampling size the crops are too, and on larger video within the shrink's rounding (the device's exact
+area filter against swscale's).
 Several videos are in flight per actor (threads), so several NVDEC engines work at once. Where
 torchcodec (or its FFmpeg, or NVDEC) is missing, PyAV decodes on the CPU instead, announced by one log
 line; on a CPU-only machine the same code runs with torchcodec's CPU decoder. The fused actor itself
@@ -27,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from deepgen.faces.align import alignment_matrix, invert, refine_landmarks
+from deepgen.faces.align import alignment_matrix, refine_landmarks
 from deepgen.faces.crop import crop_box
 from deepgen.faces.detect import Detection
 from deepgen.faces.media import NOT_THE_ITEMS, ExtractConfig, detect_frames, failure_reason
@@ -185,17 +186,6 @@ def warp_affine(frame, m: np.ndarray, size: int):
     return ((top * (32 - fy) + bottom * fy + 512) >> 10).clamp_(0, 255).to(torch.uint8)
 
 
-def _then(m: np.ndarray, first: np.ndarray) -> np.ndarray:
-    """The 2x3 affine applying ``first``, then ``m``."""
-    return np.hstack([m[:, :2] @ first[:, :2], (m[:, :2] @ first[:, 2] + m[:, 2])[:, None]])
-
-
-def _rescale(sx: float, sy: float, x0: float = 0.0, y0: float = 0.0) -> np.ndarray:
-    """Pixel-centre map from a frame to its area-resized copy (``sx``, ``sy`` new pixels per old), the
-    copy cut at (``x0``, ``y0``) first."""
-    return np.array([[sx, 0.0, sx * (0.5 - x0) - 0.5], [0.0, sy, sy * (0.5 - y0) - 0.5]])
-
-
 class DeviceFaces:
     """Per media item: sampled frames on the device, faces found on small frames, crops cut on the device."""
 
@@ -278,10 +268,7 @@ class DeviceFaces:
         full = got.frames
         _, _, h, w = full.shape
         tw, th = target_size(w, h, cfg.max_side) if max(w, h) > cfg.max_side else (w, h)
-        if (tw, th) != (w, h):
-            _say_once(f"the GPU stage cuts crops from full-resolution frames, so for video larger than {cfg.max_side} "
-                      "px they are sharper than the CPU path's and scores can differ from a CPU run", logging.INFO)
-        small = resize_frames(full, tw, th)
+        small = resize_frames(full, tw, th)  # crops are cut from it, as the CPU path cuts them (and training did)
         frames = list(small.permute(0, 2, 3, 1).cpu().numpy())
         clip_of = run_positions(got.indices, got.runs)
         follows = [bool(pos) for _, pos in clip_of] if got.runs else None
@@ -301,47 +288,21 @@ class DeviceFaces:
                         refined = refine_landmarks(frames[t], points, lambda img: self.detector.detect([img])[0],
                                                    cfg.size, cfg.margin, cfg.align_passes)
                     points = points if refined is None else refined
-                crop = self.align(full[t], small[t], points)
+                crop = self.align(small[t], points)
             if crop is None:  # no alignment asked, or the landmarks cannot align: the box crop, as crop_face
-                crop = self.crop(full[t], Detection(d.box, d.score).scaled(w / tw))
+                crop = self.crop(small[t], Detection(d.box, d.score))
             crops.append(crop)
         return {**self.status("ok", None, n, got.fps), "track_ids": [int(k) for _, k, _ in kept],
                 "frame_indices": [int(got.indices[t]) for t, _, _ in kept],
                 "clip_index": [clip_of[t][0] for t, _, _ in kept],
                 "clip_pos": [clip_of[t][1] for t, _, _ in kept]}, torch.stack(crops)
 
-    def align(self, full, small, landmarks):
+    def align(self, small, landmarks):
         """The aligned crop (the similarity warp onto the template, :mod:`deepgen.faces.align`) of the face whose
-        landmarks were found on ``small``, warped on the device; None when the landmarks cannot align.
-
-        The warp reads the sharpest copy of the frame it does not skip pixels of: the small frame the CPU
-        path warps (the same crop, bit for bit) where that already has a pixel per crop pixel or more, the
-        full-resolution frame where even that is enlarged, and in between the crop's region of the full
-        frame area-shrunk to one pixel per crop pixel.
-        """
-        cfg = self.cfg
-        m = alignment_matrix(landmarks, cfg.size, cfg.margin)  # small-frame pixels -> crop pixels
-        if m is None:
-            return None
-        (_, th, tw), (_, h, w) = small.shape, full.shape
-        if (th, tw) == (h, w):
-            return warp_affine(full, m, cfg.size)
-        m_full = _then(m, _rescale(tw / w, th / h))
-        f = float(np.sqrt(abs(np.linalg.det(m_full[:, :2]))))  # crop pixels per full-frame pixel
-        if f <= max(tw / w, th / h):
-            return warp_affine(small, m, cfg.size)
-        if f >= 1.0:
-            return warp_affine(full, m_full, cfg.size)
-        corners = np.array([[0, 0], [cfg.size, 0], [0, cfg.size], [cfg.size, cfg.size]], np.float64) - 0.5
-        back = corners @ invert(m_full)[:, :2].T + invert(m_full)[:, 2]
-        pad = 2.0 / f  # two crop pixels: the bilinear neighbours stay inside
-        x0, y0 = (max(0, int(np.floor(v - pad))) for v in back.min(0))
-        x1, y1 = min(w, int(np.ceil(back[:, 0].max() + pad))), min(h, int(np.ceil(back[:, 1].max() + pad)))
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return warp_affine(small, m, cfg.size)
-        rw, rh = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
-        region = resize_frames(full[None, :, y0:y1, x0:x1], rw, rh)[0]
-        return warp_affine(region, _then(m_full, invert(_rescale(rw / (x1 - x0), rh / (y1 - y0), x0, y0))), cfg.size)
+        landmarks were found on ``small``, warped on the device from that small frame, as the CPU path warps
+        it; None when the landmarks cannot align."""
+        m = alignment_matrix(landmarks, self.cfg.size, self.cfg.margin)  # small-frame pixels -> crop pixels
+        return None if m is None else warp_affine(small, m, self.cfg.size)
 
     def crop(self, frame, det: Detection):
         """The face's square crop, ``cfg.size`` pixels, cut from a full-resolution (3, H, W) frame."""
