@@ -114,7 +114,7 @@ def face_video(real_faces_dir, tmp_path_factory):
 def test_extract_media_on_a_face_video(face_video):
     row = {"media_id": "t/face.mp4", "uri": face_video, "label": 1, "dataset": "t", "method": "m",
            "split": "train", "source_id": "s", "media_type": "video"}
-    faces, status = extract_media(row, ExtractConfig(frames=8, size=96))
+    faces, status = extract_media(row, ExtractConfig(frames=8, size=96, sampling="uniform"))
     assert status["status"] == "ok" and status["error"] is None
     assert status["n_frames"] == 8 and status["n_faces"] == len(faces) == 8
     assert [f["frame_index"] for f in faces] == [0, 3, 5, 8, 11, 14, 16, 19]

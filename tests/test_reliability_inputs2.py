@@ -42,7 +42,7 @@ def test_mpegts_and_raw_h264_decode_under_both_samplings(tmp_path, name, fmt, sa
 def test_variable_frame_rate_gives_the_requested_count(tmp_path):
     # 20 frames at 25 fps, then 20 at 100 fps: a time-based index collides and skips frames
     path = encode(str(tmp_path / "vfr.mp4"), (marked(i) for i in range(40)), durations_ms=[40] * 20 + [10] * 20)
-    s = sample_frames(path, n_frames=16)
+    s = sample_frames(path, n_frames=16, sampling="uniform")
     assert len(s.frames) == 16 and s.indices == uniform_indices(40, 16)
     assert [read_mark(f) for f in s.frames] == s.indices
 

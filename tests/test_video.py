@@ -36,7 +36,7 @@ def read_mark(frame: np.ndarray, scale: float = 1.0) -> int:
 @pytest.mark.parametrize("gop", [10, 250])
 def test_sampled_frames_are_the_uniform_indices(tmp_path, gop):
     path = write_video(str(tmp_path / "m.mp4"), marked_frames(120), gop=gop)
-    s = sample_frames(path, n_frames=8, max_side=640)
+    s = sample_frames(path, n_frames=8, max_side=640, sampling="uniform")
     assert s.indices == uniform_indices(120, 8) == [0, 17, 34, 51, 68, 85, 102, 119]
     assert [read_mark(f) for f in s.frames] == s.indices
     assert (s.width, s.height, s.fps, s.n_total) == (320, 240, 25.0, 120)
@@ -45,7 +45,7 @@ def test_sampled_frames_are_the_uniform_indices(tmp_path, gop):
 
 def test_short_gops_skip_decoding(tmp_path):
     path = write_video(str(tmp_path / "m.mp4"), marked_frames(200), gop=10)
-    s = sample_frames(path, n_frames=4, max_side=640)
+    s = sample_frames(path, n_frames=4, max_side=640, sampling="uniform")
     assert [read_mark(f) for f in s.frames] == s.indices == uniform_indices(200, 4)
     assert s.n_decoded < 100  # only GOPs holding a sample, up to the sample
 
@@ -84,7 +84,7 @@ def test_frame_folder_and_image(tmp_path):
     folder.mkdir()
     for i, f in enumerate(marked_frames(10)):
         cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    s = sample_frames(str(folder), n_frames=4, media_type="frames")
+    s = sample_frames(str(folder), n_frames=4, media_type="frames", sampling="uniform")
     assert s.indices == [0, 3, 6, 9] and [read_mark(f) for f in s.frames] == s.indices
     one = sample_frames(str(folder / "0007.png"), media_type="image", max_side=160)
     assert one.indices == [0] and one.frames[0].shape == (120, 160, 3) and (one.width, one.height) == (320, 240)
@@ -105,7 +105,7 @@ def test_tar_frame_sequence(tmp_path):
             info = tarfile.TarInfo(f"./1/fake/seq_a/{i}.png")
             info.size = len(buf)
             tar.addfile(info, io.BytesIO(buf.tobytes()))
-    s = sample_frames(f"{tar_path}#1/fake/seq_a", n_frames=3, media_type="frames")
+    s = sample_frames(f"{tar_path}#1/fake/seq_a", n_frames=3, media_type="frames", sampling="uniform")
     assert s.indices == uniform_indices(6, 3) and [read_mark(f) for f in s.frames] == s.indices
 
 
@@ -113,7 +113,7 @@ def test_s3_video_and_missing_key(tmp_path, s3_bucket):
     path = write_video(str(tmp_path / "m.mp4"), marked_frames(40), gop=10)
     fs, key = get_fs(f"{s3_bucket}/videos/m.mp4")
     fs.put(path, key)
-    s = sample_frames(f"{s3_bucket}/videos/m.mp4", n_frames=5)
+    s = sample_frames(f"{s3_bucket}/videos/m.mp4", n_frames=5, sampling="uniform")
     assert [read_mark(f) for f in s.frames] == s.indices == uniform_indices(40, 5)
     with pytest.raises(MediaError) as e:
         sample_frames(f"{s3_bucket}/videos/absent.mp4")

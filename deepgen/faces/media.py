@@ -118,22 +118,30 @@ RUN_IOU = 0.3  # a run's end face overlapping its start face this much (moved un
 
 
 def _run_faces(det, frames: list[np.ndarray]) -> list[list[Detection]]:
-    """Faces of one run of consecutive frames: a full search on its first frame and a search around that
-    face on its last; when both find the face and it moved little (IoU >= RUN_IOU), the frames between
-    get the face interpolated between them (box, landmarks, score), else each is searched around the face
-    before it, as on every frame of a video without runs."""
+    """Faces of one run of consecutive frames: a full search on its first frame and a search around each
+    of its faces on its last; when every face is found again and moved little (IoU >= RUN_IOU), the frames
+    between get each face interpolated between its ends (box, landmarks, score), else each frame is
+    searched again: around the face before it when there is one face, in full when there are several."""
     first = det.detect([frames[0]])[0]
     if len(frames) == 1:
         return [first]
-    last = det.detect_near(frames[-1], first[0].box) if first else []
-    if first and last and iou(first[0].box, last[0].box) >= RUN_IOU:
+    ends = [_same_face(det.detect_near(frames[-1], f.box), f) for f in first]
+    if first and all(e is not None for e in ends):
         n = len(frames) - 1
-        return [first, *([between(first[0], last[0], k / n)] for k in range(1, n)), last]
+        return [first, *([between(a, b, k / n) for a, b in zip(first, ends)] for k in range(1, n)), ends]
+    if len(first) > 1:
+        return [first, *det.detect(frames[1:])]
     out = [first]
     for frame in frames[1:]:
         found = det.detect_near(frame, out[-1][0].box) if out[-1] else []
         out.append(found or det.detect([frame])[0])
     return out
+
+
+def _same_face(found: list[Detection], face: Detection) -> Detection | None:
+    """The detection in ``found`` overlapping ``face`` most, when it overlaps at least RUN_IOU."""
+    best = max(found, key=lambda d: iou(d.box, face.box), default=None)
+    return best if best is not None and iou(best.box, face.box) >= RUN_IOU else None
 
 
 def between(a: Detection, b: Detection, t: float) -> Detection:
