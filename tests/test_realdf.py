@@ -79,3 +79,43 @@ def test_with_no_test_fold_every_person_trains_or_validates():
     groups = fold_groups([f"p{i}" for i in range(9)], 3, seed=0)
     val = val_people(groups, None, seed=0)
     assert len(val) == 2 and val <= set(groups) and val == val_people(groups, None, seed=0)
+
+
+def test_item_groups_keep_a_person_or_source_video_on_one_side():
+    from deepgen.experiments.realdf_head import item_groups
+
+    ids = ["r/ffpp_c23/519.mp4", "r/ffpp_c23/519_515.mp4", "r/ffpp_c23/515.mp4", "r/ffpp_c23/750_743.mp4",
+           "r/dfdc_crops/fake/akndzxxbai_ryfqnbcpmt_6.jpg", "r/dfdc_crops/real/ryfqnbcpmt_0.jpg",
+           "r/celebdf_clips/fake/id0_id1_0005_segment_1.mp4", "r/celebdf_clips/real/id1_0009_segment_1.mp4",
+           "r/celebdf_clips/real/00279_segment_1.mp4", "r/dfdc/widuwuoiur.mp4", "r/folder/real/x.mp4"]
+    sources = [None] * 9 + ["dfdc_train_part_10/ryfqnbcpmt.mp4", None]
+    g = item_groups(ids, sources)
+    assert g[0] == g[1] == g[2] != g[3]  # 519 and 515 are one pair
+    assert g[4] == g[5] == g[9]  # a fake crop, its original's crop and a video made from the same original
+    assert g[6] == g[7] and len({g[3], g[4], g[6], g[8], g[10]}) == 5
+
+
+def test_a_head_fitted_on_other_peoples_forgeries_scores_held_out_items(tiny_bundle):
+    """Grouped folds: every item is scored once per variant by a head that never saw its group; a signal
+    the crops carry (fakes brighter) is learnt by the refit head and the ImageNet probe."""
+    from deepgen.experiments.realdf_head import VARIANTS, head_cross_validation, summarize_head
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(16):
+        label = i % 2
+        for _ in range(2):
+            crop = rng.integers(0, 120, (48, 48, 3), dtype=np.uint8) + (100 if label else 0)
+            rows.append({"media_id": f"r/celebdf_clips/{'fake' if label else 'real'}/id{i}_0001.mp4",
+                         "label": label, "source": "celebdf_clips" if i < 8 else "dfdc_crops",
+                         "source_id": None, "track_id": 0, "crop": crop.astype(np.uint8)})
+    raw = head_cross_validation([tiny_bundle], pd.DataFrame(rows), folds=4, seed=0, steps=20, log=lambda _: None)
+    assert len(raw) == 16 * len(VARIANTS) and raw.groupby("variant")["media_id"].nunique().eq(16).all()
+    assert raw["score"].between(0, 1).all()
+    from sklearn.metrics import roc_auc_score
+
+    for v in ("head refit", "ImageNet probe"):
+        r = raw[raw.variant == v]
+        assert roc_auc_score(r["label"], r["score"]) > 0.9, v
+    table = summarize_head(raw)
+    assert set(table["variant"]) == set(VARIANTS) and set(table["source"]) == {"celebdf_clips", "dfdc_crops", "all"}

@@ -186,16 +186,17 @@ def bootstrap_auc_interval(labels, scores, n_boot: int = 2000, level: float = 0.
                            ) -> tuple[float, float]:
     """Percentile bootstrap interval of the ROC AUC (items resampled with replacement, each resample
     keeping both classes): what a small test set's AUC is worth. (nan, nan) with a single class."""
-    from sklearn.metrics import roc_auc_score
-
     y, s = np.asarray(labels, int), np.asarray(scores, np.float64)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if not len(pos) or not len(neg):
         return float("nan"), float("nan")
+    # the AUC of a resample is the mean of its (fake, real) pairs' wins (ties half): ROC AUC, without
+    # sklearn's per-call checks (thousands of resamples)
+    wins = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
     rng = np.random.default_rng(seed)
     aucs = np.empty(n_boot)
     for b in range(n_boot):  # resample within each class, so every resample has both
-        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
-        aucs[b] = roc_auc_score(y[idx], s[idx])
+        p, n = rng.choice(len(pos), len(pos)), rng.choice(len(neg), len(neg))
+        aucs[b] = wins[np.ix_(p, n)].mean()
     lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

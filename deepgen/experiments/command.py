@@ -68,6 +68,37 @@ def generalization(out, recipes, protocol, photos, folds, real_parts, seeds, abl
         real_parts=tuple(real_parts) or None, log=click.echo)
 
 
+@benchmark.command("realdf-head")
+@click.option("--bundle", "bundles", multiple=True, required=True, type=click.Path(exists=True),
+              help="A trained bundle, repeatable: one per seed (mean ± std over them).")
+@click.option("--out", default="bench-realdf-head", show_default=True, help="Directory for faces and the table.")
+@click.option("--real-deepfakes", type=click.Path(file_okay=False), default=None,
+              help="The real deepfakes folder (default: ../shared/data/real_deepfakes when present).")
+@click.option("--folds", default=5, show_default=True, help="Folds over the real items, grouped by person.")
+@click.option("--frames", default=16, show_default=True, help="Frames sampled a video.")
+@click.option("--crop-size", default=96, show_default=True, help="Side of the extracted crops (the bundles' own).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fold assignment and the head fits.")
+def realdf_head(bundles, out, real_deepfakes, folds, frames, crop_size, seed) -> None:
+    """A head fitted on real forgeries, scored on real forgeries of other people (grouped folds), against
+    the bundle as it is."""
+    import time
+
+    from deepgen.errors import DeepgenError
+    from deepgen.experiments.benchmark import publish_table
+    from deepgen.experiments.realdf import default_real_deepfakes, prepare_real_deepfakes
+    from deepgen.experiments.realdf_head import head_cross_validation, summarize_head
+
+    t0 = time.perf_counter()
+    root = real_deepfakes or default_real_deepfakes()
+    if root is None:
+        raise DeepgenError("no real deepfakes folder was given or found at ../shared/data/real_deepfakes; "
+                           "pass --real-deepfakes DIR.")
+    df = prepare_real_deepfakes(out, root, frames, crop_size, click.echo)
+    raw = head_cross_validation(list(bundles), df, folds=folds, seed=seed, log=click.echo)
+    publish_table(out, "realdf-head", raw, summarize_head(raw),
+                  {"bundles": list(bundles), "folds": folds, "frames": frames, "seed": seed}, t0, click.echo)
+
+
 @benchmark.command("sampling")
 @click.option("--bundle", "bundles", multiple=True, required=True, type=click.Path(exists=True),
               help="A trained bundle, repeatable: one per seed (mean ± std over them).")
