@@ -101,8 +101,9 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
         step(f"manifest {DATASET} ({real_deepfakes})", lambda: write_table(real_deepfake_manifest(real_deepfakes),
                                                                            manifest))
         faces = os.path.join(out, "faces", DATASET)
+        quick_frames = {"frames": 8, "sampling": "uniform"} if quick else {}  # --quick: a smoke test
         extracted[DATASET] = step(f"extract faces {DATASET}", lambda: extract_faces(  # as a user scores them
-            manifest, faces, size=96, overwrite=overwrite))
+            manifest, faces, size=96, overwrite=overwrite, **quick_frames))
         paths[f"faces_{DATASET}"] = faces
         evaluated.append(faces)
     seen = seen_statement(out, photos, real_deepfakes)
