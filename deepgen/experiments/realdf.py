@@ -69,14 +69,22 @@ def real_deepfake_manifest(root: str) -> pa.Table:
 def score_items(bundle, df: pd.DataFrame) -> pd.DataFrame:
     """Per item of ``df`` (faces rows with decoded ``crop``): the calibrated ``score``, ``ood_score`` and
     ``in_domain`` through the one inference path, with ``label`` and ``source`` carried."""
-    from deepgen.inference import Scorer, aggregate_media
+    from deepgen.inference import Scorer
 
     scorer = Scorer([bundle], "cpu")
     out = scorer.frame_outputs(list(df["crop"]))
-    frames = df[[c for c in ("media_id", "track_id") if c in df.columns]].assign(logit=out["logit"])
-    if "ood" in out:
-        frames["ood"] = out["ood"]
-    items = aggregate_media(frames, scorer.temperature, None)
+    return items_from_logits(df, out["logit"], scorer.temperature, out.get("ood"))
+
+
+def items_from_logits(df: pd.DataFrame, logits, temperature: float = 1.0, ood=None) -> pd.DataFrame:
+    """Per item of ``df`` (faces rows): the item rows :func:`deepgen.inference.aggregate_media` makes of these
+    frame ``logits`` (and ``ood`` distances), with ``label`` and ``source`` carried."""
+    from deepgen.inference import aggregate_media
+
+    frames = df[[c for c in ("media_id", "track_id") if c in df.columns]].assign(logit=logits)
+    if ood is not None:
+        frames["ood"] = ood
+    items = aggregate_media(frames, temperature, None)
     carried = df.groupby("media_id", sort=True)[["label", "source"]].first()
     return items.join(carried, on="media_id")
 

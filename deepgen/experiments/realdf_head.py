@@ -46,12 +46,6 @@ def item_groups(media_ids: list[str], source_ids: list[str | None]) -> list[int]
     return [ids[r] for r in roots]
 
 
-def _item_scores(logits: np.ndarray, media: np.ndarray) -> pd.Series:
-    """P(fake) per item: the sigmoid of its faces' mean logit."""
-    s = pd.Series(logits, index=media).groupby(level=0).mean()
-    return 1.0 / (1.0 + np.exp(-s))
-
-
 def head_cross_validation(bundle_paths: list[str], df: pd.DataFrame, folds: int = 5, seed: int = 0,
                           steps: int = 200, lr: float = 1e-2, weight_decay: float = 1e-3,
                           log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -64,7 +58,7 @@ def head_cross_validation(bundle_paths: list[str], df: pd.DataFrame, folds: int 
 
     from deepgen.adapt.fewshot import finetune_head
     from deepgen.evaluation.frozen import frozen_features
-    from deepgen.experiments.realdf import score_items
+    from deepgen.experiments.realdf import items_from_logits
     from deepgen.inference import Scorer
     from deepgen.models.bundle import load_bundle
 
@@ -83,27 +77,30 @@ def head_cross_validation(bundle_paths: list[str], df: pd.DataFrame, folds: int 
         clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")
         return clf.fit(scale.transform(x[fit]), y_faces[fit]).decision_function(scale.transform(x[test]))
 
+    def item_scores(logits: np.ndarray, test: np.ndarray) -> dict[str, float]:
+        """P(fake) per held-out item from a fitted head's frame logits, aggregated as scoring does (T = 1)."""
+        return items_from_logits(df[test], logits).set_index("media_id")["score"].to_dict()
+
     rows = []
     for b, path in enumerate(bundle_paths):
-        bundle = load_bundle(path)
-        feats = Scorer([bundle], "cpu").frame_outputs(list(df["crop"]))["features"].astype(np.float32)
-        as_is = score_items(bundle, df).set_index("media_id")["score"]
-        lin = bundle.model.classifier[1]
+        scorer = Scorer([load_bundle(path)], "cpu")
+        out = scorer.frame_outputs(crops)  # once: the bundle's features and its own scores
+        feats = out["features"].astype(np.float32)
+        as_is = items_from_logits(df, out["logit"], scorer.temperature, out.get("ood")).set_index("media_id")["score"]
+        lin = scorer.bundles[0].model.classifier[1]
         head = torch.nn.Sequential(torch.nn.Identity(), lin)
         held: dict[str, dict[str, float]] = {v: {} for v in VARIANTS[1:]}
         split = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + b).split(
             np.zeros(len(items)), y_items, groups)  # other folds for each bundle: the spread includes them
         for k, (tr, te) in enumerate(split):
-            train_ids, test_ids = set(items.index[tr]), set(items.index[te])
-            fit = np.isin(media, list(train_ids))
-            test = np.isin(media, list(test_ids))
+            fit, test = np.isin(media, items.index[tr]), np.isin(media, items.index[te])
             torch.manual_seed(seed + k)
             tuned = finetune_head(head, feats[fit], y_faces[fit], steps=steps, lr=lr, weight_decay=weight_decay)
             with torch.no_grad():
                 logit = tuned(torch.from_numpy(feats[test])).squeeze(-1).numpy()
-            held["head fine-tuned"].update(_item_scores(logit, media[test]).to_dict())
-            held["head refit"].update(_item_scores(probe(feats, fit, test), media[test]).to_dict())
-            held["ImageNet probe"].update(_item_scores(probe(imagenet, fit, test), media[test]).to_dict())
+            held["head fine-tuned"].update(item_scores(logit, test))
+            held["head refit"].update(item_scores(probe(feats, fit, test), test))
+            held["ImageNet probe"].update(item_scores(probe(imagenet, fit, test), test))
         for variant, scores in (("as is", as_is.to_dict()), *held.items()):
             for mid, s in scores.items():
                 rows.append({"bundle": b, "variant": variant, "media_id": mid, "score": float(s),
