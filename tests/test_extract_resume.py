@@ -9,6 +9,7 @@ import sys
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -134,3 +135,33 @@ def test_interrupted_s3_extract_resumes(ray_session, clips, s3_bucket, tmp_path,
     assert _rows(out) == _rows(ref)
     fs.invalidate_cache()
     assert not fs.exists(partial_uri(out)[5:])
+
+
+def test_resume_retries_items_that_failed_outside_the_item(ray_session, clips, tmp_path, monkeypatch, capsys):
+    """An ``error`` row (environment, not the item) committed before a kill is extracted again on --resume."""
+    manifest = str(tmp_path / "m.parquet")
+    write_table(_manifest(clips[3:16:4] + clips[:3] + clips[4:5]), manifest)  # the faceless clips first
+    kw = {"frames": 4, "size": 48, "chunk_size": 4, "num_workers": 1}
+    ref = str(tmp_path / "ref")
+    extract_faces(manifest, ref, quiet=True, **kw)
+    commit = extract_mod._ChunkCommitter._commit
+
+    def one_commit_then_killed(self):
+        if self.n_chunks:
+            raise KeyboardInterrupt("killed")
+        commit(self)
+
+    monkeypatch.setattr(extract_mod._ChunkCommitter, "_commit", one_commit_then_killed)
+    out = str(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        extract_faces(manifest, out, quiet=True, **kw)
+    monkeypatch.undo()
+    (chunk,) = (tmp_path / "out.partial" / "status").glob("chunk-*.parquet")
+    rows = pq.read_table(chunk).to_pylist()
+    victim = next(r for r in rows if r["status"] == "no_face")  # wrote no faces: as an item that failed
+    victim.update(status="error", error="OSError: connection reset by peer")  # ... on a transient read
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(chunk)), chunk)
+    summary = extract_faces(manifest, out, resume=True, **kw)
+    assert "retrying 1 item(s)" in capsys.readouterr().err
+    assert summary["resumed_items"] == len(rows) - 1 and "error" not in summary["by_status"]
+    assert _rows(out) == _rows(ref)  # the retried item has its own status again, every face once

@@ -4,7 +4,8 @@ Each actor call handles a few videos and writes their face rows as one Parquet s
 the run's work directory ``OUT.partial/faces`` (encoded crops only, never frames); only small status
 rows travel back to the driver. The driver commits them in chunks (``OUT.partial/status/chunk-*.parquet``,
 one atomic write each, only for actor batches whose every row arrived), so a killed run keeps its
-committed chunks and ``resume=True`` extracts only the rest. When every item has its status row the
+committed chunks and ``resume=True`` extracts only the rest (and tries again items whose attempt failed for
+a reason outside them, status ``error``). When every item has its status row the
 output is published atomically: ``OUT/faces``, ``OUT/status``, ``OUT/extract.json`` and ``_SUCCESS``.
 """
 
@@ -14,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 import uuid
 from collections import Counter
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 
 from deepgen.errors import DeepgenError
 from deepgen.faces.detect import DETECTORS
-from deepgen.faces.media import ExtractConfig, check_options, extract_media
+from deepgen.faces.media import NOT_THE_ITEMS, ExtractConfig, check_options, extract_media
 from deepgen.schema import FACES_SCHEMA, MANIFEST_COLUMNS, validate_manifest
 from deepgen.storage import (
     atomic_dir,
@@ -126,13 +128,13 @@ def extract_faces(
     """Extract face crops for every manifest item into ``out_uri``/faces and ``out_uri``/status.
 
     Work is committed in chunks of about ``chunk_size`` items under ``out_uri + ".partial"``; with
-    ``resume`` a killed run continues from its last committed chunk (same settings and manifest only).
-    Progress lines go to stderr unless ``quiet``. Returns a summary: counts by status, faces written,
+    ``resume`` a killed run continues from its last committed chunk (same settings and manifest only),
+    and items committed with status ``error`` (not the item's fault) are extracted again. Progress lines go to stderr unless ``quiet``. Returns a summary: counts by status, faces written,
     seconds, and the output URIs.
     """
     import ray
 
-    from deepgen.progress import Progress
+    from deepgen.progress import Progress, progress_enabled
     from deepgen.runtime import init_ray, map_actors
 
     if detector not in DETECTORS:
@@ -158,6 +160,11 @@ def extract_faces(
     partial = partial_uri(out_uri)
     settings = {"config": json.loads(json.dumps(cfg.as_dict())), "manifest": manifest_fingerprint(rows)}
     statuses = _open_partial(partial, settings, out_uri, resume=resume, overwrite=overwrite)
+    retried = sum(s["status"] == NOT_THE_ITEMS for s in statuses)
+    statuses = [s for s in statuses if s["status"] != NOT_THE_ITEMS]  # not the item's fault: try it again
+    if retried and progress_enabled(quiet):
+        print(f"extract: retrying {retried} item(s) whose earlier attempt failed for a reason outside the item "
+              f"(status {NOT_THE_ITEMS!r})", file=sys.stderr)
     faces_dir = join(partial, "faces")
     done = {s["media_id"] for s in statuses}
     todo = [r for r in rows if r["media_id"] not in done]
@@ -260,7 +267,9 @@ def _committed_rows(partial: str) -> list[dict]:
     rows: dict[str, dict] = {}
     for f in sorted(p for p in fs.find(path) if p.endswith(".parquet") and "/.tmp-" not in p):
         for r in pq.read_table(f, filesystem=fs).to_pylist():
-            rows.setdefault(r["media_id"], r)
+            old = rows.get(r["media_id"])
+            if old is None or old["status"] == NOT_THE_ITEMS:  # a retry's row replaces a failed attempt's
+                rows[r["media_id"]] = r
     return list(rows.values())
 
 
