@@ -13,6 +13,7 @@ import torch
 from deepgen.artifacts.boundary import boundary_target
 from deepgen.augment import PerturbConfig
 from deepgen.errors import DeepgenError
+from deepgen.evaluation.uncertainty import mc_dropout_predict
 from deepgen.inference import bundle_predict
 from deepgen.models import ModelConfig, boundary_scores, create_detector
 from deepgen.models.bundle import load_bundle, save_bundle
@@ -60,7 +61,7 @@ def test_switches_build_and_output_shapes(frequency, boundary):
     model.eval()
     with torch.no_grad():
         assert torch.allclose(model.features(x), model(x)["features"])
-        assert model.mc_dropout_logits(x, passes=3).shape == (3, 5)
+        assert mc_dropout_predict(model.classifier, model.features(x), 3, return_logits=True).shape == (3, 5)
         scores = boundary_scores(model(x))
     assert scores.shape == (5,)
     if boundary:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deepgen.errors import DeepgenError
+from deepgen.evaluation.uncertainty import mc_dropout_predict
 from deepgen.models import (
     ModelConfig,
     create_detector,
@@ -90,7 +91,8 @@ def test_mc_dropout_varies_and_eval_is_deterministic():
     torch.manual_seed(0)
     model = create_detector(ModelConfig(backbone="test_efficientnet", image_size=32, dropout=0.5)).eval()
     x = torch.randn(3, 3, 32, 32)
-    samples = model.mc_dropout_logits(x, passes=8)
+    with torch.no_grad():  # as inference.py samples it: features once, the head's dropout per pass
+        samples = mc_dropout_predict(model.classifier, model.features(x), 8, return_logits=True)
     assert samples.shape == (8, 3) and samples.std(0).sum() > 0
     assert not model.training and torch.equal(model(x)["logit"], model(x)["logit"])
 

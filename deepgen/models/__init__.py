@@ -1,5 +1,5 @@
 """Detector models: the registry, timm backbones and their weight sources, heads, gradient reversal,
-SupCon loss, MC dropout, and the checkpoint bundle (``deepgen.models.bundle``)."""
+SupCon loss, and the checkpoint bundle (``deepgen.models.bundle``)."""
 
 from deepgen.models.config import ModelConfig
 from deepgen.models.detector import (
@@ -12,6 +12,7 @@ from deepgen.models.detector import (
 from deepgen.models.grl import GradientReversal, dann_coefficient, grad_reverse
 from deepgen.models.losses import supcon_loss
 from deepgen.models.registry import check_backbone, create_detector, list_models, register_model
+from deepgen.models.temporal import TemporalDetector
 
 __all__ = [
     "Detector",
@@ -28,4 +29,5 @@ __all__ = [
     "preprocess",
     "register_model",
     "supcon_loss",
+    "TemporalDetector",
 ]

@@ -180,22 +180,6 @@ class Detector(nn.Module):
             out["boundary_logits"] = self.boundary(fmap.permute(0, 3, 1, 2) if self._channels_last else fmap)
         return out
 
-    @torch.no_grad()
-    def mc_dropout_logits(self, x: torch.Tensor, passes: int = 10) -> torch.Tensor:
-        """Real/fake logits from ``passes`` stochastic passes of the dropout before the head: (passes, N).
-
-        The features are computed once; only the head's dropout is sampled.
-        """
-        from deepgen.evaluation.uncertainty import mc_dropout_predict
-
-        was_training = self.training
-        self.eval()
-        try:
-            f = self.features(x)
-            return torch.from_numpy(mc_dropout_predict(self.classifier, f, passes, return_logits=True))
-        finally:
-            self.train(was_training)
-
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         return preprocess(images, self.cfg)
 

@@ -24,10 +24,8 @@ def register_model(name: str) -> Callable[[Callable], Callable]:
 
 
 def list_models() -> list[str]:
-    """Names of the registered detector architectures."""
-    import deepgen.models.detector  # noqa: F401  (registers the built-in architectures)
-    import deepgen.models.temporal  # noqa: F401
-
+    """Names of the registered detector architectures (the built-in ones register when ``deepgen.models``
+    is imported, which any import of this module does first)."""
     return sorted(_MODELS)
 
 
