@@ -128,6 +128,8 @@ def s3_unreachable(monkeypatch):
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the message, not the retry back-off, is under test
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
     yield
