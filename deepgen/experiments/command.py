@@ -16,12 +16,15 @@ import click
               help="Real face photos to train and test on too, repeatable (default: ../shared/data/real_faces and "
                    "real_faces_more when present).")
 @click.option("--no-photos", is_flag=True, help="Procedural faces only, even when real photos are present.")
-def demo(out, quick, workers, seed, overwrite, recipe, photos, no_photos) -> None:
+@click.option("--false-alarm", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="With photos: ship the point that flags at most this share of the validation people's real "
+                   "videos (adapt threshold); 0 keeps the point balanced on all validation videos.")
+def demo(out, quick, workers, seed, overwrite, recipe, photos, no_photos, false_alarm) -> None:
     """Synth -> manifest -> extract -> train -> evaluate -> score, with a summary table."""
     from deepgen.experiments.demo import demo as run
 
     run(out, quick=quick, workers=workers, seed=seed, overwrite=overwrite, recipe=recipe, photos=list(photos) or None,
-        use_photos=not no_photos, log=click.echo)
+        use_photos=not no_photos, false_alarm=false_alarm or None, log=click.echo)
 
 
 @click.group("benchmark")

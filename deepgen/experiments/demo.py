@@ -20,15 +20,18 @@ from deepgen.errors import DeepgenError
 
 TRAIN_PRESET = "ffpp"
 TEST_PRESETS = ("celebdf", "dfdc")
+FALSE_ALARM = 0.1  # the demo's shipped point: at most 10% of unseen real people's videos flagged (README)
 
 
 def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int = 0,
          overwrite: bool = False, recipe: str = "full", photos: str | list[str] | None = None, use_photos: bool = True,
-         log: Callable[[str], None] = print) -> dict:
+         false_alarm: float | None = FALSE_ALARM, log: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out`` and return its summary (per-dataset AUC/EER/ECE, status counts, paths).
 
     ``photos``: a folder of real face photos (default ``../shared/data/real_faces`` when present);
-    ``use_photos=False`` keeps the demo procedural only.
+    ``use_photos=False`` keeps the demo procedural only. ``false_alarm``: with photos, the shipped
+    bundle's operating point flags at most this share of the validation people's real videos
+    (``adapt threshold``; None keeps the point balanced on all validation videos).
     """
     from deepgen.datasets import write_manifest
     from deepgen.evaluation.run import evaluate
@@ -113,6 +116,15 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
     trained = step(f"train '{recipe}' recipe on {names} ({workers} workers)", lambda: train(
         recipe, trained_on, run, workers=workers, overrides={"epochs": size["epochs"]}, overwrite=overwrite))
     bundle = trained["bundle"]
+    operating = None
+    if photos and false_alarm:
+        operating = step(f"operating point: at most {false_alarm:g} of the photos' validation people's real videos "
+                         "flagged", lambda: fit_operating_point(bundle, paths[f"faces_{PHOTOS}"], out, false_alarm,
+                                                                overwrite))
+        if operating:
+            bundle = operating["out"]
+    operating_line = operating_statement(operating, false_alarm if photos else None)
+    log(operating_line)
     report_dir = os.path.join(out, "report")
     metrics = step("evaluate across datasets", lambda: evaluate(
         [bundle], evaluated, report_dir, mc_passes=10, overwrite=overwrite))
@@ -130,6 +142,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
                   "scores": scores})
     summary = {
         "seen": seen,
+        "operating_point": operating_line,
         "per_dataset": rows,
         "extract_status": {p: e["by_status"] for p, e in extracted.items()},
         "score_status": scored["by_status"],
@@ -152,6 +165,8 @@ def format_summary(summary: dict) -> str:
                      f"{f(r['auc']):>8}{f(r['eer']):>8}{f(r['ece']):>8}{f(r.get('real_flagged')):>14}")
     lines.append("(seen: trained on its train split, scored on its test split; photos' test people are never "
                  "seen; real flagged: share of real videos scoring >= 0.5)")
+    if summary.get("operating_point"):
+        lines.append(summary["operating_point"])
     lines.append("")
     for p, counts in summary["extract_status"].items():
         lines.append(f"extract {p:<10} " + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -202,6 +217,40 @@ def seen_statement(out: str, photos: list[str] | None, real_deepfakes: str | Non
                    f"{' and '.join(photos)} "
             f"(swaps, reenactment, autoencoder and neural-texture fakes); the {len(splits) - train_people} "
             f"people of the photos' test split, and every Celeb-DF- and DFDC-like video, it never saw." + never)
+
+
+def fit_operating_point(bundle: str, photo_faces: str, out: str, false_alarm: float, overwrite: bool = False
+                        ) -> dict | None:
+    """``adapt threshold`` on the real videos of the photo corpus's validation people (never trained on), written
+    to ``out/run/operating-point``; None when they are too few to resolve ``false_alarm``."""
+    import pyarrow.compute as pc
+
+    from deepgen.adapt.threshold import min_real_videos, threshold_bundle
+    from deepgen.faces.extract import read_faces
+    from deepgen.storage import write_table
+
+    t = read_faces(photo_faces)
+    reals = t.filter(pc.and_(pc.equal(t.column("split"), "val"), pc.equal(t.column("label"), 0)))
+    if len(pc.unique(reals.column("media_id"))) < min_real_videos(false_alarm):
+        return None
+    table = os.path.join(out, "faces", f"{PHOTOS}-validation-reals.parquet")
+    write_table(reals, table)
+    return threshold_bundle([bundle], [table], os.path.join(out, "run", "operating-point"), false_alarm,
+                            overwrite=overwrite, quiet=True)
+
+
+def operating_statement(operating: dict | None, false_alarm: float | None) -> str:
+    """One line: which decision point the shipped bundle uses and what it was fitted on."""
+    if operating:
+        return (f"Operating point: fitted so that {operating['flagged_after']:.0%} of {operating['n_videos']} real "
+                f"videos of the photos' validation people (never trained on) score >= 0.5 (asked: at most "
+                f"{operating['false_alarm']:g}; {operating['flagged_before']:.0%} did at the point balanced on all "
+                f"validation videos); video-logit shift {operating['shift']:+.2f}.")
+    if false_alarm:
+        return ("Operating point: balanced on the validation videos (too few real videos of validation people to "
+                f"fit a {false_alarm:g} false-alarm point; run `deepgen adapt threshold` on your own real footage).")
+    return ("Operating point: balanced on the validation videos (no real people to fit it on; run `deepgen adapt "
+            "threshold` on your own real footage).")
 
 
 def real_flagged(predictions: str) -> dict[str, float]:
