@@ -59,3 +59,5 @@ def test_demo_operating_point_fits_on_validation_people_only(ray_session, tiny_b
     assert set(fitted.column("split").to_pylist()) == {"val"} and set(fitted.column("label").to_pylist()) == {0}
     assert "12 real videos of the photos' validation people" in operating_statement(op, 0.1)
     assert "too few real videos" in operating_statement(None, 0.1)
+    assert "as asked (--false-alarm 0)" in operating_statement(None, None)
+    assert "no real people" in operating_statement(None, 0.1, people=False)

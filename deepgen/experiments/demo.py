@@ -7,7 +7,9 @@ media -> a summary table and the paths of everything written.
 With real face photos (``--photos DIR``, or ``../shared/data/real_faces`` beside the checkout when it
 exists) the demo also renders a photo corpus (:func:`deepgen.synth.photos.render_photos`, split by
 identity), trains on it together with the FF++-like preset, and reports its test people (never seen
-in training) as the ``photos`` row. Either way it says plainly what its detector has seen.
+in training) as the ``photos`` row, and ships the bundle with its decision point fitted on the photo
+corpus's validation people's real videos (at most ``false_alarm`` of them flagged; README, "The demo").
+Either way it says plainly what its detector has seen and which decision point is in force.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def demo(out: str = "demo-out", quick: bool = False, workers: int = 2, seed: int
                                                                 overwrite))
         if operating:
             bundle = operating["out"]
-    operating_line = operating_statement(operating, false_alarm if photos else None)
+    operating_line = operating_statement(operating, false_alarm, people=bool(photos))
     log(operating_line)
     report_dir = os.path.join(out, "report")
     metrics = step("evaluate across datasets", lambda: evaluate(
@@ -239,16 +241,20 @@ def fit_operating_point(bundle: str, photo_faces: str, out: str, false_alarm: fl
                             overwrite=overwrite, quiet=True)
 
 
-def operating_statement(operating: dict | None, false_alarm: float | None) -> str:
-    """One line: which decision point the shipped bundle uses and what it was fitted on."""
+def operating_statement(operating: dict | None, false_alarm: float | None, people: bool = True) -> str:
+    """One line: which decision point the shipped bundle uses and what it was fitted on (``people``: the demo
+    had real people's videos to fit it on)."""
     if operating:
         return (f"Operating point: fitted so that {operating['flagged_after']:.0%} of {operating['n_videos']} real "
                 f"videos of the photos' validation people (never trained on) score >= 0.5 (asked: at most "
                 f"{operating['false_alarm']:g}; {operating['flagged_before']:.0%} did at the point balanced on all "
                 f"validation videos); video-logit shift {operating['shift']:+.2f}.")
-    if false_alarm:
+    if people and false_alarm:
         return ("Operating point: balanced on the validation videos (too few real videos of validation people to "
                 f"fit a {false_alarm:g} false-alarm point; run `deepgen adapt threshold` on your own real footage).")
+    if people:
+        return ("Operating point: balanced on the validation videos, as asked (--false-alarm 0); run `deepgen adapt "
+                "threshold` on your own real footage to bound its false alarms.")
     return ("Operating point: balanced on the validation videos (no real people to fit it on; run `deepgen adapt "
             "threshold` on your own real footage).")
 
