@@ -34,6 +34,9 @@ os.environ.update(
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_TRAIN_V2_ENABLED": "1",
         "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+        # the Train controller polls its workers every 2 s by default; on the suite's short runs that wait is a
+        # measurable share (a 2-epoch toy run: 26.7 s -> 23.0 s, warm, same machine)
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     }
 )
 
