@@ -129,8 +129,9 @@ def extract_faces(
 
     Work is committed in chunks of about ``chunk_size`` items under ``out_uri + ".partial"``; with
     ``resume`` a killed run continues from its last committed chunk (same settings and manifest only),
-    and items committed with status ``error`` (not the item's fault) are extracted again. Progress lines go to stderr unless ``quiet``. Returns a summary: counts by status, faces written,
-    seconds, and the output URIs.
+    and items committed with status ``error`` (not the item's fault) are extracted again. Progress lines
+    go to stderr unless ``quiet``. Returns a summary: counts by status, faces written, seconds, and the
+    output URIs.
     """
     import ray
 

@@ -18,6 +18,7 @@ __all__ = [
     "Detector",
     "GradientReversal",
     "ModelConfig",
+    "TemporalDetector",
     "backbone_mean_std",
     "boundary_scores",
     "check_backbone",
@@ -29,5 +30,4 @@ __all__ = [
     "preprocess",
     "register_model",
     "supcon_loss",
-    "TemporalDetector",
 ]
