@@ -69,6 +69,9 @@ def model_frame_outputs(model, images: list[np.ndarray] | np.ndarray, device: st
     (passes, N) with ``mc_passes`` > 0, ``boundary_score`` (N,) with ``boundary``; in batches."""
     import torch
 
+    from deepgen.models.detector import inference_batch
+
+    batch_size = inference_batch(device, batch_size)
     logits, feats, mcs, bounds = [], [], [], []
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else nullcontext()
     was_training = model.training

@@ -39,6 +39,28 @@ def test_mc_passes_aggregate_like_the_logit():
     assert v["mutual_info"] == pytest.approx(float(expected))
 
 
+def test_cpu_inference_goes_in_small_batches_with_the_same_outputs():
+    """On a CPU crops go through in batches of CPU_BATCH (faster there); the outputs do not depend on it."""
+    import torch
+
+    from deepgen.inference import model_frame_outputs
+    from deepgen.models import ModelConfig, create_detector
+    from deepgen.models.detector import CPU_BATCH, inference_batch
+
+    assert inference_batch("cpu", 256) == CPU_BATCH and inference_batch("cpu", 8) == 8
+    assert inference_batch("cuda:0", 256) == 256
+    torch.manual_seed(0)
+    model = create_detector(ModelConfig(image_size=32))
+    crops = np.random.default_rng(0).integers(0, 256, (CPU_BATCH + 5, 32, 32, 3), dtype=np.uint8)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    out = model_frame_outputs(model, crops, "cpu")
+    assert seen == [CPU_BATCH, 5]
+    with torch.no_grad():
+        whole = model.eval()(model.preprocess(crops))  # one batch
+    np.testing.assert_allclose(out["logit"], whole["logit"].numpy(), atol=1e-5)
+
+
 def test_ensemble_model_id_is_order_free():
     assert ensemble_model_id(["a"]) == "a"
     assert ensemble_model_id(["a", "b"]) == ensemble_model_id(["b", "a"]) != ensemble_model_id(["a", "c"])

@@ -32,6 +32,10 @@ def test_distances_grow_away_from_the_reference():
     far = rng.normal(size=(50, 16)) * scale[::-1]
     for dist in (lambda x: knn_distance(ref, x, 5), lambda x: mahalanobis_distance(mahalanobis_model(ref), x)):
         assert dist(far).min() > np.quantile(dist(near), 0.9)
+    from scipy.spatial.distance import mahalanobis  # the textbook definition, row by row
+
+    m = mahalanobis_model(ref)
+    assert mahalanobis_distance(m, far) == pytest.approx([mahalanobis(r, m["mean"], m["precision"]) for r in far])
     rec = fit_ood(ref, near, np.repeat(np.arange(10), 5), method="mahalanobis")
     assert rec["n_validation_items"] == 10 and set(rec["thresholds"]) == {"knn", "mahalanobis"}
     ood = OodModel(rec, ref)

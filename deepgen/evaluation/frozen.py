@@ -38,7 +38,10 @@ def frozen_features(images, size: int, device: str = "cpu", batch_size: int = 12
     """(N, 1280) frozen ImageNet features of RGB uint8 face crops, resized to ``size`` like the detector's input."""
     import torch
 
+    from deepgen.models.detector import inference_batch
+
     model = frozen_model(int(size)).to(device)
+    batch_size = inference_batch(device, batch_size)
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
