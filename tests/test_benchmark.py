@@ -71,6 +71,24 @@ def test_bad_sizes_fail_before_any_data_is_made(tmp_path, kwargs, match):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_larger_crop_alone_is_said_to_be_resized_before_anything_is_made(tmp_path):
+    """--crop-size 160 without --image-size trains at the recipe's 96 px: one line says so, first."""
+    class Stop(Exception):
+        pass
+
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        raise Stop
+
+    with pytest.raises(Stop):
+        generalization(str(tmp_path / "out"), recipes=("erm",), crop_size=160, log=log)
+    assert lines == ["note: the recipes' models take 96-px input, so the 160-px crops are resized to it; pass "
+                     "--image-size 160 to train at the crop size."]
+    assert not (tmp_path / "out").exists()
+
+
 def test_seeds_summarize_as_mean_and_std_and_ablations_turn_one_component_off():
     from deepgen.experiments.benchmark import _runs, summarize_seeds
 

@@ -210,8 +210,12 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     base = {**({"epochs": epochs} if epochs else {}), **({"model.backbone": backbone} if backbone else {}),
             **({"model.image_size": image_size} if image_size else {})}
     runs = _runs(recipes, ablate, protocol)  # real: -dann runs in the mixed part only (two corpora)
+    inputs = set()
     for _, recipe, o in runs:  # a bad override fails now, not after the corpus is rendered and extracted
-        load_config(recipe, {**base, **o})
+        inputs.add(int(load_config(recipe, {**base, **o}).model.image_size))
+    if not image_size and inputs != {crop_size}:  # a larger crop alone is no larger input: say so before training
+        log(f"note: the recipes' models take {'/'.join(map(str, sorted(inputs)))}-px input, so the {crop_size}-px "
+            f"crops are resized to it; pass --image-size {crop_size} to train at the crop size.")
     t0 = time.perf_counter()
     init_ray(None)
     if protocol == "realdf":
