@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from deepgen.errors import DeepgenError
 from deepgen.experiments.benchmark import (
@@ -17,6 +18,7 @@ from deepgen.experiments.benchmark import (
     markdown_table,
     score_recipe,
 )
+from deepgen.experiments.command import benchmark as benchmark_command
 from deepgen.models.bundle import load_bundle
 from deepgen.train.config import load_config
 
@@ -87,6 +89,19 @@ def test_a_larger_crop_alone_is_said_to_be_resized_before_anything_is_made(tmp_p
     assert lines == ["note: the recipes' models take 96-px input, so the 160-px crops are resized to it; pass "
                      "--image-size 160 to train at the crop size."]
     assert not (tmp_path / "out").exists()
+
+
+def test_realdf_without_the_real_deepfakes_is_one_sentence_before_ray(tmp_path, monkeypatch):
+    import deepgen.experiments.realdf
+    import deepgen.runtime
+
+    monkeypatch.setattr(deepgen.experiments.realdf, "default_real_deepfakes", lambda: None)
+    monkeypatch.setattr(deepgen.runtime, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    with pytest.raises(DeepgenError, match=r"^the realdf protocol needs the real deepfakes; pass --real-deepfakes DIR"):
+        generalization(str(tmp_path / "out"), recipes=("full",), protocol="realdf")
+    res = CliRunner().invoke(benchmark_command, ["generalization", "--protocol", "realdf", "--out", str(tmp_path / "o"),
+                                                 "--real-deepfakes", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "does not exist" in res.output
 
 
 def test_seeds_summarize_as_mean_and_std_and_ablations_turn_one_component_off():

@@ -172,7 +172,7 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
                    backbone: str | None = None, crop_size: int = 96, image_size: int | None = None,
                    test_videos: int = 200, seeds: int = 1, protocol: str = "a", ablate: bool | tuple[str, ...] = False,
                    photos: str | list[str] | None = None, folds: int = 3, real_parts: tuple[str, ...] | None = None,
-                   log: Callable[[str], None] = print) -> pd.DataFrame:
+                   real_deepfakes: str | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the generalization benchmark; returns the table (also written under ``out``).
 
     Protocol ``a``: train on the FF++-like preset, test on the four others. Protocol ``b``: leave one
@@ -182,7 +182,8 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     ``full`` and ``full`` with each generalization component switched instead of ``recipes`` (True:
     every row of ``ABLATIONS``; a tuple: those rows). Protocol ``real``: real people from ``photos``,
     ``folds`` folds over people, leave-one-family-out and procedural → real
-    (:mod:`deepgen.experiments.real`); ``videos`` sizes both the photo and the procedural corpus.
+    (:mod:`deepgen.experiments.real`); ``videos`` sizes both the photo and the procedural corpus. Protocol
+    ``realdf``: the same training, scored on ``real_deepfakes`` (default ``../shared/data/real_deepfakes``).
     """
     from deepgen.runtime import init_ray
     from deepgen.train.config import load_config, packaged_recipes
@@ -216,10 +217,18 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
     if not image_size and inputs != {crop_size}:  # a larger crop alone is no larger input: say so before training
         log(f"note: the recipes' models take {'/'.join(map(str, sorted(inputs)))}-px input, so the {crop_size}-px "
             f"crops are resized to it; pass --image-size {crop_size} to train at the crop size.")
+    if protocol == "realdf":  # found before Ray starts and anything is rendered
+        from deepgen.experiments.realdf import default_real_deepfakes
+
+        real_deepfakes = real_deepfakes or default_real_deepfakes()
+        if not real_deepfakes:
+            raise DeepgenError("the realdf protocol needs the real deepfakes; pass --real-deepfakes DIR (e.g. "
+                               "../shared/data/real_deepfakes).")
     t0 = time.perf_counter()
     init_ray(None)
     if protocol == "realdf":
-        return _protocol_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, t0, log)
+        return _protocol_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, t0, log,
+                                real_deepfakes)
     if protocol == "real":
         parts = real_parts or (("folds",) if ablate else None)
         return _protocol_real(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, folds,
@@ -279,11 +288,12 @@ def _protocol_real(out: str, runs: list, base: dict, photos: str | None, videos:
 
 
 def _protocol_realdf(out: str, runs: list, base: dict, photos, videos: int, frames: int, seed: int, seeds: int,
-                     crop_size: int, workers: int, t0: float, log: Callable[[str], None]) -> pd.DataFrame:
+                     crop_size: int, workers: int, t0: float, log: Callable[[str], None],
+                     real_deepfakes: str | None = None) -> pd.DataFrame:
     """Protocol ``realdf``: :func:`deepgen.experiments.real.run_realdf`, summarized and written under ``out``."""
     from deepgen.experiments.real import run_realdf, summarize_realdf
 
-    raw = run_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, log)
+    raw = run_realdf(out, runs, base, photos, videos, frames, seed, seeds, crop_size, workers, log, real_deepfakes)
     table = summarize_realdf(raw)
     publish_table(out, "realdf", raw, table, {"videos": videos, "frames": frames, "seeds": list(range(seed, seed + seeds)),
                                          "crop_size": crop_size, "protocol": "realdf"}, t0, log)

@@ -60,15 +60,17 @@ def benchmark() -> None:
 @click.option("--workers", default=2, show_default=True, help="Ray Train workers.")
 @click.option("--seed", default=0, show_default=True, help="Data seed and the first training seed.")
 @click.option("--backbone", default=None, help="Override every recipe's timm backbone (e.g. efficientnet_b0).")
+@click.option("--real-deepfakes", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The real deepfakes folder --protocol realdf scores (default: ../shared/data/real_deepfakes).")
 def generalization(out, recipes, protocol, photos, folds, real_parts, seeds, ablate, ablations, videos, test_videos, frames, epochs,
-                   crop_size, image_size, workers, seed, backbone) -> None:
+                   crop_size, image_size, workers, seed, backbone, real_deepfakes) -> None:
     """Recipes side by side on datasets they never saw (protocol a or b), seeds and ablations."""
     from deepgen.experiments.benchmark import generalization as run
 
     run(out, tuple(recipes), videos=videos, test_videos=test_videos, frames=frames, epochs=epochs or None,
         workers=workers, seed=seed, backbone=backbone, crop_size=crop_size, image_size=image_size or None,
         seeds=seeds, protocol=protocol, ablate=tuple(ablations) or ablate, photos=list(photos) or None, folds=folds,
-        real_parts=tuple(real_parts) or None, log=click.echo)
+        real_parts=tuple(real_parts) or None, real_deepfakes=real_deepfakes, log=click.echo)
 
 
 @benchmark.command("realdf-head")
