@@ -15,7 +15,6 @@ difference to the shipped rule (within the spread: no measurable difference):
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SHIPPED = "track mean, max over tracks (shipped)"
 # the alternatives, all through deepgen.evaluation.metrics.aggregate_video_scores: (name, on, how, k, window)
@@ -96,14 +96,12 @@ def demo_sets(demo: str) -> dict[str, pd.DataFrame]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--demo", action="append", required=True, help="A demo --out folder, repeatable (one per seed).")
-    args = ap.parse_args()
-    for d in args.demo:
-        if not os.path.isfile(os.path.join(d, "run", "bundle", "model.safetensors")):
-            raise SystemExit(f"{d} has no run/bundle; pass the --out folder of a finished `deepgen demo`.")
+    from demo_operating_point import parse_demos
+
+    demos = parse_demos(__doc__.splitlines()[0], os.path.join("run", "bundle", "model.safetensors"),
+                        "pass the --out folder of a finished `deepgen demo`.")
     rows = []
-    for d in args.demo:
+    for d in demos:
         for name, frames in demo_sets(d).items():
             n = frames.groupby("media_id")["label"].first()
             for rule, auc in rule_aucs(frames).items():
@@ -117,7 +115,7 @@ def main() -> None:
         v = np.asarray(v, np.float64)
         return f"{v.mean():.3f} ± {v.std():.3f}"
 
-    print(f"{len(args.demo)} demo run(s): {', '.join(args.demo)}")
+    print(f"{len(demos)} demo run(s): {', '.join(demos)}")
     print("| set | items | faces/item | rule | auc | − shipped | within spread |")
     print("|---|---|---|---|---|---|---|")
     for (name, rule), g in df.groupby(["set", "rule"], sort=False):

@@ -51,20 +51,27 @@ def demo_rows(demo: str) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_demos(description: str, needs: str, fix: str) -> list[str]:
+    """The ``--demo`` folders of the command line (one per demo run), each holding ``needs``, else ``fix``."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--demo", action="append", required=True, help="A demo --out folder, repeatable (one per seed).")
-    args = ap.parse_args()
-    for d in args.demo:
-        if not os.path.isdir(os.path.join(d, "run", "operating-point")):
-            raise SystemExit(f"{d} has no run/operating-point; run `deepgen demo` with photos (and --false-alarm > 0).")
-    df = pd.DataFrame([{**r, "demo": d} for d in args.demo for r in demo_rows(d)])
+    demos = ap.parse_args().demo
+    for d in demos:
+        if not os.path.exists(os.path.join(d, needs)):
+            raise SystemExit(f"{d} has no {needs}; {fix}")
+    return demos
+
+
+def main() -> None:
+    demos = parse_demos(__doc__.splitlines()[0], os.path.join("run", "operating-point"),
+                        "run `deepgen demo` with photos (and --false-alarm > 0).")
+    df = pd.DataFrame([{**r, "demo": d} for d in demos for r in demo_rows(d)])
 
     def ms(g: pd.DataFrame, key: str) -> str:
         v = g[key].to_numpy(np.float64)
         return f"{v.mean():.3f} ± {v.std():.3f}"
 
-    print(f"{len(args.demo)} demo run(s): {', '.join(args.demo)}")
+    print(f"{len(demos)} demo run(s): {', '.join(demos)}")
     print("| set | items | runs | auc | real flagged: balanced point | shipped point | fakes caught: balanced | shipped |")
     print("|---|---|---|---|---|---|---|---|")
     for name, g in df.groupby("set", sort=False):
