@@ -9,7 +9,9 @@ seconds (``time.process_time``, best of ``--repeats``) per video of ``--crops`` 
   (the GPU batch, which inference used on CPUs before);
 - the Mahalanobis distance as ``deepgen.evaluation.ood`` computes it (one BLAS product) against the
   three-operand ``einsum`` it used before (same values to 1e-12);
-- the whole model step (``ModelStage.score_media``: forward passes, domain check, aggregation, rows).
+- the whole model step (``ModelStage.score_media``: forward passes, domain check, aggregation, rows);
+- once per actor: the domain check's Mahalanobis models, inverted by Cholesky against scikit-learn's
+  ``LedoitWolf().precision_`` (an eigendecomposition).
 
     .venv/bin/python benchmarks/score_stage.py --bundle bench-realdf/runs-realdf/full-s0/bundle [--videos 8]
 """
@@ -96,6 +98,15 @@ def main() -> None:
         after = best_of(lambda: mahalanobis_distance(maha, feats), args.repeats)
         gap = float(np.max(np.abs(einsum_mahalanobis(maha, feats) - mahalanobis_distance(maha, feats))))
         table.append((f"Mahalanobis distance x 2 (max difference {gap:.1e})", 2 * before, 2 * after))
+    if maha is not None:  # every actor builds the two Mahalanobis models of the domain check when it starts
+        from sklearn.covariance import LedoitWolf
+
+        from deepgen.evaluation.ood import mahalanobis_model
+
+        refs = [o.reference for o in [*scorer.ood, *scorer.frozen_ood] if o is not None and o._maha is not None]
+        table.append((f"actor start: {len(refs)} Mahalanobis models (s per actor)",
+                      best_of(lambda: [LedoitWolf().fit(r.astype(np.float64)).precision_ for r in refs], args.repeats),
+                      best_of(lambda: [mahalanobis_model(r) for r in refs], args.repeats)))
     images = list(crops)
     whole = best_of(lambda: stage.score_media(rows, images), args.repeats) / per
     print(f"{args.bundle}: {size}-px input, {args.videos} videos x {args.crops} crops, one thread, CPU s/video")
@@ -103,7 +114,7 @@ def main() -> None:
     for name, b, a in table:
         print(f"| {name} | {b:.4f} | {a:.4f} | {b / a:.2f}x |")
     print(f"| whole model step (`ModelStage.score_media`, now) |  | {whole:.4f} |  |")
-    print(f"| sum of the parts before |  | {sum(b for _, b, _ in table):.4f} |  |")
+    print(f"| sum of the per-video parts before |  | {sum(b for name, b, _ in table if 'start' not in name):.4f} |  |")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,14 @@ def test_distances_grow_away_from_the_reference():
         assert dist(far).min() > np.quantile(dist(near), 0.9)
     from scipy.spatial.distance import mahalanobis  # the textbook definition, row by row
 
-    m = mahalanobis_model(ref)
-    assert mahalanobis_distance(m, far) == pytest.approx([mahalanobis(r, m["mean"], m["precision"]) for r in far])
+    from sklearn.covariance import LedoitWolf
+
+    m = mahalanobis_model(np.c_[ref, np.zeros(len(ref))])  # a dead (constant) feature, as ReLU features have
+    lw = LedoitWolf().fit(np.c_[ref, np.zeros(len(ref))])  # scikit-learn's own precision (eigendecomposition)
+    np.testing.assert_allclose(m["precision"], lw.precision_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(m["mean"], lw.location_)
+    far0 = np.c_[far, np.zeros(len(far))]
+    assert mahalanobis_distance(m, far0) == pytest.approx([mahalanobis(r, m["mean"], m["precision"]) for r in far0])
     rec = fit_ood(ref, near, np.repeat(np.arange(10), 5), method="mahalanobis")
     assert rec["n_validation_items"] == 10 and set(rec["thresholds"]) == {"knn", "mahalanobis"}
     ood = OodModel(rec, ref)
