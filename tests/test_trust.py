@@ -33,7 +33,6 @@ def test_distances_grow_away_from_the_reference():
     for dist in (lambda x: knn_distance(ref, x, 5), lambda x: mahalanobis_distance(mahalanobis_model(ref), x)):
         assert dist(far).min() > np.quantile(dist(near), 0.9)
     from scipy.spatial.distance import mahalanobis  # the textbook definition, row by row
-
     from sklearn.covariance import LedoitWolf
 
     m = mahalanobis_model(np.c_[ref, np.zeros(len(ref))])  # a dead (constant) feature, as ReLU features have

@@ -24,8 +24,8 @@ from deepgen.models.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# crops per forward pass on a CPU: activations of a few dozen crops stay in cache (Lite0 at 96 px, one thread:
-# 3.2 ms a crop in batches of 32 against 5.3 ms in batches of 256; benchmarks/score_stage.py)
+# crops per forward pass on a CPU: activations of a few dozen crops stay in cache (Lite0 at 96 px, one thread,
+# 1.5-1.7x faster than batches of 256: benchmarks/score_stage.py)
 CPU_BATCH = 32
 
 
