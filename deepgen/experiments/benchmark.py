@@ -218,12 +218,9 @@ def generalization(out: str = "bench-out", recipes: tuple[str, ...] = RECIPES, v
         log(f"note: the recipes' models take {'/'.join(map(str, sorted(inputs)))}-px input, so the {crop_size}-px "
             f"crops are resized to it; pass --image-size {crop_size} to train at the crop size.")
     if protocol == "realdf":  # found before Ray starts and anything is rendered
-        from deepgen.experiments.realdf import default_real_deepfakes
+        from deepgen.experiments.realdf import require_real_deepfakes
 
-        real_deepfakes = real_deepfakes or default_real_deepfakes()
-        if not real_deepfakes:
-            raise DeepgenError("the realdf protocol needs the real deepfakes; pass --real-deepfakes DIR (e.g. "
-                               "../shared/data/real_deepfakes).")
+        real_deepfakes = require_real_deepfakes(real_deepfakes, "the realdf protocol")
     t0 = time.perf_counter()
     init_ray(None)
     if protocol == "realdf":

@@ -88,16 +88,12 @@ def realdf_head(bundles, out, real_deepfakes, folds, frames, crop_size, seed) ->
     the bundle as it is."""
     import time
 
-    from deepgen.errors import DeepgenError
     from deepgen.experiments.benchmark import publish_table
-    from deepgen.experiments.realdf import default_real_deepfakes, prepare_real_deepfakes
+    from deepgen.experiments.realdf import prepare_real_deepfakes, require_real_deepfakes
     from deepgen.experiments.realdf_head import head_cross_validation, summarize_head
 
     t0 = time.perf_counter()
-    root = real_deepfakes or default_real_deepfakes()
-    if root is None:
-        raise DeepgenError("no real deepfakes folder was given or found at ../shared/data/real_deepfakes; "
-                           "pass --real-deepfakes DIR.")
+    root = require_real_deepfakes(real_deepfakes, "realdf-head")
     df = prepare_real_deepfakes(out, root, frames, crop_size, click.echo)
     raw = head_cross_validation(list(bundles), df, folds=folds, seed=seed, log=click.echo)
     publish_table(out, "realdf-head", raw, summarize_head(raw),

@@ -270,16 +270,13 @@ def run_realdf(out: str, runs: list[tuple[str, str, dict]], base: dict, photos: 
     trains), scored on the real deepfakes of ``../shared/data/real_deepfakes``; one row per (run, seed,
     source) with the source's AUC, its bootstrap 95% interval, real items flagged and the share out of domain."""
     from deepgen.experiments.realdf import (
-        default_real_deepfakes,
         prepare_real_deepfakes,
+        require_real_deepfakes,
         score_items,
         source_metrics,
     )
 
-    root = real_deepfakes or default_real_deepfakes()
-    if not root:
-        raise DeepgenError("the realdf protocol needs the real deepfakes; pass --real-deepfakes DIR (e.g. "
-                           "../shared/data/real_deepfakes).")
+    root = require_real_deepfakes(real_deepfakes, "the realdf protocol")
     photos = photo_folders(photos) or default_photos()
     log(f"data: real deepfakes in {root}; training on {videos} procedural videos"
         + (f" and {videos} videos of the people in {', '.join(photos)}" if photos else "") + f", {seeds} seed(s)")

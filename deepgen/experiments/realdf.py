@@ -41,6 +41,17 @@ def default_real_deepfakes() -> str | None:
     return None
 
 
+def require_real_deepfakes(given: str | None, needs: str) -> str:
+    """``given``, else :func:`default_real_deepfakes`; else one sentence saying that ``needs`` it and how to pass it."""
+    root = given or default_real_deepfakes()
+    if not root:
+        from deepgen.errors import DeepgenError
+
+        raise DeepgenError(f"{needs} needs the real deepfakes; pass --real-deepfakes DIR (e.g. "
+                           "../shared/data/real_deepfakes).")
+    return root
+
+
 def real_deepfake_manifest(root: str) -> pa.Table:
     """One manifest of every sub-folder found under ``root``, each read by its dataset's adapter; ``dataset``
     is ``real_deepfakes``, ``source`` names the sub-folder's source, and every item is a ``test`` item."""
