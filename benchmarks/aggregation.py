@@ -40,20 +40,14 @@ RULES = [
 def frame_logits(bundle, faces: str, media: set[str] | None = None) -> pd.DataFrame:
     """Faces rows of one table (only ``media`` when given) with each crop's frame ``logit`` from the one
     inference path, calibrated by the bundle's temperature as scoring calibrates the video logit."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from operating_point import read_crops
 
-    from deepgen.faces.crop import decode_image
-    from deepgen.faces.extract import read_faces
     from deepgen.inference import Scorer
 
-    t = read_faces(faces)
-    if media is not None:
-        t = t.filter(pc.is_in(t["media_id"], pa.array(sorted(media), pa.string())))
-    df = t.select(["media_id", "frame_index", "track_id", "label"]).to_pandas()
+    df = read_crops(faces, media)
     scorer = Scorer([bundle], "cpu")
-    out = scorer.frame_outputs([decode_image(b) for b in t["image"].to_pylist()])
-    return df.assign(logit=out["logit"] / scorer.temperature)
+    out = scorer.frame_outputs(list(df["crop"]))
+    return df[["media_id", "frame_index", "track_id", "label"]].assign(logit=out["logit"] / scorer.temperature)
 
 
 def rule_aucs(frames: pd.DataFrame) -> dict[str, float]:
@@ -88,8 +82,9 @@ def demo_sets(demo: str) -> dict[str, pd.DataFrame]:
     real = os.path.join(demo, "faces", "real_deepfakes")
     if os.path.exists(real):
         f = frame_logits(bundle, real)
-        m = pd.read_parquet(os.path.join(demo, "manifests", "real_deepfakes.parquet"), columns=["media_id", "uri"])
-        videos = set(m.loc[~m["uri"].str.lower().str.endswith((".png", ".jpg", ".jpeg")), "media_id"])
+        m = pd.read_parquet(os.path.join(demo, "manifests", "real_deepfakes.parquet"),
+                            columns=["media_id", "media_type"])
+        videos = set(m.loc[m["media_type"] == "video", "media_id"])
         sets["real deepfakes: videos"] = f[f["media_id"].isin(videos)]
         sets["real deepfakes: all items"] = f
     return sets

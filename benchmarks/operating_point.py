@@ -26,13 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def video_logits(bundle, faces: str, source: str | None = None, media: set[str] | None = None):
-    """Per item of the faces table (only ``media`` when given): its video logit, label and source (through the
-    one inference path)."""
+def read_crops(faces: str, media: set[str] | None = None):
+    """The faces table's rows (only ``media`` when given) as a DataFrame, each crop decoded in ``crop``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from deepgen.experiments.realdf import real_deepfake_manifest, score_items
     from deepgen.faces.crop import decode_image
     from deepgen.faces.extract import read_faces
 
@@ -41,6 +39,15 @@ def video_logits(bundle, faces: str, source: str | None = None, media: set[str] 
         t = t.filter(pc.is_in(t["media_id"], pa.array(sorted(media), pa.string())))
     df = t.drop_columns(["image"]).to_pandas()
     df["crop"] = [decode_image(b) for b in t["image"].to_pylist()]
+    return df
+
+
+def video_logits(bundle, faces: str, source: str | None = None, media: set[str] | None = None):
+    """Per item of the faces table (only ``media`` when given): its video logit, label and source (through the
+    one inference path)."""
+    from deepgen.experiments.realdf import real_deepfake_manifest, score_items
+
+    df = read_crops(faces, media)
     if source:
         df["source"] = source
     else:

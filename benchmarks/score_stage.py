@@ -77,15 +77,17 @@ def main() -> None:
              "track_ids": [0] * args.crops, "frame_indices": list(range(args.crops)), "fps": 25.0,
              "clip_index": None, "clip_pos": None} for i in range(args.videos)]
 
+    check = next((c for c in scorer.frozen_ood if c is not None), None)  # the domain check's frozen view
+    frozen = frozen_model(check.size if check is not None else size).eval()
+    inputs = {id(model): x, id(frozen): frozen.preprocess(crops)}  # each network at its own input size
+
     def forward(m, batch: int):
         with torch.no_grad():
             for i in range(0, n, batch):
                 if m is model:
-                    m(x[i : i + batch])
+                    m(inputs[id(m)][i : i + batch])
                 else:
-                    m.features(x[i : i + batch])
-
-    frozen = frozen_model(size).eval()
+                    m.features(inputs[id(m)][i : i + batch])
     feats = scorer.frame_outputs(list(crops[: args.crops]))["features"]
     maha = scorer.ood[0]._maha if scorer.ood else None
     per = args.videos
