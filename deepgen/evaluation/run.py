@@ -71,7 +71,9 @@ def score_frames(faces: pa.Table, checkpoint: str, mc_passes: int = 0, evidence:
     # a face is one row (two faces of one frame are two rows): its row number joins outputs to it
     cols = faces.select(["media_id", "frame_index", "image"]).append_column(
         "_row", pa.array(np.arange(faces.num_rows), pa.int64()))
-    ds = ray.data.from_arrow([cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)])
+    blocks = [cols.slice(i, batch_size) for i in range(0, cols.num_rows, batch_size)]
+    n = max(1, min(n, len(blocks)))  # an actor beyond the blocks would only start (torch, the bundle) and idle
+    ds = ray.data.from_arrow(blocks)
     ds = map_actors(ds, FrameScorer, fn_constructor_kwargs={"checkpoint": checkpoint, "mc_passes": mc_passes,
                                                             "evidence": evidence},
                         batch_size=batch_size, batch_format="pyarrow",
