@@ -68,7 +68,7 @@ def s3_server():
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 30
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:  # moto exits at once if its port was taken
         try:
             with socket.create_connection(("127.0.0.1", S3_PORT), timeout=0.5):
                 break
@@ -76,7 +76,7 @@ def s3_server():
             time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("moto S3 server did not start")
+        pytest.fail(f"moto S3 server did not start on port {S3_PORT} (exit code {proc.poll()})")
     yield S3_ENDPOINT
     proc.terminate()
     try:

@@ -172,9 +172,12 @@ while not os.path.exists(os.path.join(barrier, "go")):
 try:
     lease.acquire()
     lease._stop.set()  # keep the lease (no heartbeat, no release) so the parent can read who holds it
-    print("held", lease.owner)
+    print("held", lease.owner, flush=True)
 except DeepgenError:
-    print("refused")
+    print("refused", flush=True)
+# stay alive until every racer has answered: a slower one would take over the lease of a holder that exited
+while not os.path.exists(os.path.join(barrier, "done")):
+    time.sleep(0.005)
 """
 
 
@@ -195,7 +198,12 @@ def test_processes_racing_for_an_s3_lease_get_exactly_one_holder(s3_bucket, tmp_
     while len(os.listdir(barrier)) < len(racers) and time.monotonic() < deadline:
         time.sleep(0.01)
     (barrier / "go").touch()
-    outs = [p.communicate(timeout=120)[0].split() for p in racers]
+    try:
+        outs = [p.stdout.readline().split() for p in racers]  # each racer's answer, all of them still alive
+    finally:
+        (barrier / "done").touch()
+        for p in racers:
+            p.communicate(timeout=120)
     holders = [o[1] for o in outs if o and o[0] == "held"]
     assert len(holders) == 1 and sum(o == ["refused"] for o in outs) == 3, outs
     assert json.loads(storage.read_bytes(lease_uri(store, "m")))["owner"] == holders[0]

@@ -245,9 +245,14 @@ class _DevTools:
     async def wait(self, js: str, timeout: float = 20) -> None:
         import asyncio
 
-        t0 = time.monotonic()
-        while not await self.eval(js):
-            assert time.monotonic() - t0 < timeout, f"timed out waiting for {js}"
+        t0, last = time.monotonic(), None
+        while True:
+            try:
+                if await self.eval(js):
+                    return
+            except AssertionError as e:  # the document is being replaced (a reload): ask the new one
+                last = e
+            assert time.monotonic() - t0 < timeout, f"timed out waiting for {js} (last error: {last})"
             await asyncio.sleep(0.05)
 
     async def click(self, selector: str) -> None:
@@ -334,8 +339,10 @@ def test_review_verdicts_download_and_adapt(ray_session, tiny_bundle, tmp_path, 
                                  "[+tr.dataset.idx, (tr.querySelector('button.on') || {}).textContent || null])")
         await dt.click("#download")
         csv_text = await dt.eval("document.getElementById('verdicts-csv').textContent")
+        await dt.eval("window.beforeReload = true")  # gone once the reloaded document is the one answering
         await dt.send("Page.reload")  # the marks are kept in localStorage for this scores table
-        await dt.wait("document.readyState === 'complete' && !!document.getElementById('rendered').dataset.ms")
+        await dt.wait("!window.beforeReload && document.readyState === 'complete' && "
+                      "!!document.getElementById('rendered').dataset.ms")
         kept = await dt.eval("[document.getElementById('marked').dataset.n, document.querySelectorAll('button.on').length]")
         assert kept == [str(len(marks)), sum(order.index(m) < 5 for m in marks)], kept
         return order, on_first, csv_text
