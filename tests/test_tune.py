@@ -187,6 +187,17 @@ def _state_trials(experiment: str) -> dict[str, dict]:
     return out
 
 
+def _just_after_a_state_write(experiment: str, timeout: float = 10) -> None:
+    """Return as soon as Tune has rewritten its experiment state and the new file reads whole."""
+    def stamp():
+        files = sorted(glob.glob(os.path.join(experiment, "experiment_state-*.json")))
+        return os.stat(files[-1]).st_mtime_ns if files else None
+
+    first, deadline = stamp(), time.time() + timeout
+    while time.time() < deadline and (stamp() == first or not _state_trials(experiment)):
+        time.sleep(0.01)
+
+
 def _trial_files(experiment: str, out: str, trial_id: str) -> tuple:
     """A trial's reported results (Tune's result.json lines) and its bundle's weights file stamp, if any."""
     (d,) = [d for d in os.listdir(experiment) if d.startswith(f"run_trial_{trial_id}_")]
@@ -218,6 +229,7 @@ def test_sweep_killed_midway_resumes(ray_session, data, tmp_path):
                     break
                 time.sleep(0.5)
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            _just_after_a_state_write(experiment)  # not while Tune copies its state (it rewrites it every 1 s)
             driver.send_signal(signal.SIGKILL)
             driver.wait(timeout=30)
         finally:
