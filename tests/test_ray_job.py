@@ -21,10 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all bound at once, so the OS cannot hand one out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture
@@ -33,7 +39,7 @@ def ray_head():
     pytest.importorskip("ray.dashboard.modules.job", reason="ray[default] is not installed")
     if RAY is None:
         pytest.skip("the ray command is not installed")
-    port, dash, agent, agent_grpc, env_agent, client = (_port() for _ in range(6))
+    port, dash, agent, agent_grpc, env_agent, client = _ports(6)
     temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
