@@ -11,6 +11,11 @@ the measured figure. NVDEC (torchcodec on CUDA) rows run only where a GPU and to
 
     .venv/bin/python benchmarks/decode.py [--videos 2] [--frames 32] [--clip-len 8] [--json OUT]
     .venv/bin/python benchmarks/decode.py --stages N   # ds.stats() of the two-stage scoring topology on CPU
+    .venv/bin/python benchmarks/decode.py --skip-modes  # what skipping more between the runs would cost in pixels
+
+``--skip-modes`` decodes the frames ``clips`` keeps with the frames between its runs skipped by each
+``skip_frame`` mode (NONREF ships; BIDIR also skips the B-frames other frames refer to) and reports
+CPU s/video, frames decoded and how far the kept frames are from decoding every frame.
 
 ``--stages N`` runs the pipeline the GPU path uses (FaceStage actors -> ModelStage actor, here with
 ``num_gpus=0``) over N 360p clips and prints Ray Data's per-operator stats, to see where actors wait.
@@ -89,6 +94,42 @@ def keyframes_skip_frame(uri: str) -> int:
         ctx.thread_count = 1
         ctx.skip_frame = "NONKEY"
         return sum(1 for _ in c.decode(video=0))
+
+
+def decode_kept(uri: str, wanted: set[int], mode: str) -> tuple[int, dict]:
+    """Decode from the start with ``skip_frame`` = ``mode`` on every packet whose frame is not in ``wanted``
+    (presentation ranks); returns (frames decoded, {rank: RGB frame}) for the wanted frames."""
+    import av
+
+    with av.open(uri) as c:
+        stream = c.streams.video[0]
+        ctx = stream.codec_context
+        ctx.thread_count = 1
+        packets = [p for p in c.demux(stream) if p.size]
+        rank = {t: i for i, t in enumerate(sorted(p.pts for p in packets))}
+        n, got = 0, {}
+        for p in [*packets, None]:  # None drains the frames the decoder holds back
+            ctx.skip_frame = "DEFAULT" if p is None or rank[p.pts] in wanted else mode
+            for f in ctx.decode(p):
+                n += 1
+                if rank[f.pts] in wanted:
+                    got[rank[f.pts]] = f.to_ndarray(format="rgb24")
+        return n, got
+
+
+def skip_modes(uris: list[str], frames: int, clip_len: int) -> list[dict]:
+    """Per skip_frame mode: CPU s/video, frames decoded, and the largest mean |difference| of a kept frame
+    (grey levels) against the same frame decoded with nothing skipped."""
+    wanted = [set(sample_frames(u, frames, 640, threads=1, sampling="clips", clip_len=clip_len).indices)
+              for u in uris]
+    exact = [decode_kept(u, w, "DEFAULT")[1] for u, w in zip(uris, wanted)]
+    rows = []
+    for mode in ("DEFAULT", "NONREF", "BIDIR"):
+        s, out = timed(lambda u, mode=mode: decode_kept(u, wanted[uris.index(u)], mode), uris)
+        diff = max(float(np.abs(got[i].astype(np.int16) - ref[i]).mean()) if i in got else float("inf")
+                   for (_, got), ref in zip(out, exact) for i in ref)
+        rows.append({"mode": mode, "s": s, "decoded": float(np.mean([n for n, _ in out])), "max_mean_diff": diff})
+    return rows
 
 
 CLOCK = time.process_time  # CPU seconds of this process: the work, steady however loaded the machine is
@@ -212,6 +253,7 @@ def main() -> None:
     ap.add_argument("--gops", default="25,250")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--stages", type=int, default=0, help="only: ds.stats() of the two-stage topology on N clips")
+    ap.add_argument("--skip-modes", action="store_true", help="only: clips' kept frames under each skip_frame mode")
     args = ap.parse_args()
     if args.stages:
         return stage_stats(args.stages, args.frames)
@@ -228,6 +270,9 @@ def main() -> None:
             for gop in (int(g) for g in args.gops.split(",")):
                 uris = [write_clip(f"{tmp}/{size}-g{gop}-{i}.mp4", roll_zoom_frames(load_rgb(photos[i % len(photos)]),
                                    n, w, h, seed=i), w, h, gop) for i in range(args.videos)]
+                if args.skip_modes:
+                    results += [{"size": size, "gop": gop, **m} for m in skip_modes(uris, args.frames, args.clip_len)]
+                    continue
                 r = {"size": size, "gop": gop, "frames_per_video": n}
                 r["all_s"], counts = timed(decode_all, uris)
                 r["decode_fps"] = counts[0] / r["all_s"]
@@ -246,9 +291,21 @@ def main() -> None:
                 r.update(nvdec_rows(uris, args.frames, args.clip_len))
                 results.append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
-    print(table(results, args))
+    print(skip_table(results, args) if args.skip_modes else table(results, args))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def skip_table(results: list[dict], args) -> str:
+    """The README table of --skip-modes."""
+    out = [f"CPU seconds per video, one thread; the {args.frames} frames clips of {args.clip_len} keep.", "",
+           "| clip | GOP | skip_frame between runs | frames decoded | s/video | speed-up over NONREF | "
+           "kept frames: largest mean difference (grey levels) |", "|---|---|---|---|---|---|---|"]
+    base = {(r["size"], r["gop"]): r["s"] for r in results if r["mode"] == "NONREF"}
+    for r in results:
+        out.append(f"| {r['size']} | {r['gop']} | {r['mode']} | {r['decoded']:.0f} | {r['s']:.3f} | "
+                   f"{base[r['size'], r['gop']] / r['s']:.2f}x | {r['max_mean_diff']:.3f} |")
+    return "\n".join(out)
 
 
 def table(results: list[dict], args) -> str:
