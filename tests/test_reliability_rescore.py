@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -198,12 +199,18 @@ def test_processes_racing_for_an_s3_lease_get_exactly_one_holder(s3_bucket, tmp_
     while len(os.listdir(barrier)) < len(racers) and time.monotonic() < deadline:
         time.sleep(0.01)
     (barrier / "go").touch()
-    try:
-        outs = [p.stdout.readline().split() for p in racers]  # each racer's answer, all of them still alive
+    try:  # each racer's answer while all of them are still alive; a racer silent for 120 s answers "timeout"
+        deadline = time.monotonic() + 120
+        outs = [p.stdout.readline().split() if select.select([p.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]
+                else ["timeout"] for p in racers]
     finally:
         (barrier / "done").touch()
         for p in racers:
-            p.communicate(timeout=120)
+            try:
+                p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()  # a racer that never answered: stopped here, by its PID
+                p.communicate()
     holders = [o[1] for o in outs if o and o[0] == "held"]
     assert len(holders) == 1 and sum(o == ["refused"] for o in outs) == 3, outs
     assert json.loads(storage.read_bytes(lease_uri(store, "m")))["owner"] == holders[0]
