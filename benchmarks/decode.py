@@ -120,12 +120,12 @@ def decode_kept(uri: str, wanted: set[int], mode: str) -> tuple[int, dict]:
 def skip_modes(uris: list[str], frames: int, clip_len: int) -> list[dict]:
     """Per skip_frame mode: CPU s/video, frames decoded, and the largest mean |difference| of a kept frame
     (grey levels) against the same frame decoded with nothing skipped."""
-    wanted = [set(sample_frames(u, frames, 640, threads=1, sampling="clips", clip_len=clip_len).indices)
-              for u in uris]
-    exact = [decode_kept(u, w, "DEFAULT")[1] for u, w in zip(uris, wanted)]
-    rows = []
-    for mode in ("DEFAULT", "NONREF", "BIDIR"):
-        s, out = timed(lambda u, mode=mode: decode_kept(u, wanted[uris.index(u)], mode), uris)
+    wanted = {u: set(sample_frames(u, frames, 640, threads=1, sampling="clips", clip_len=clip_len).indices)
+              for u in uris}
+    rows, exact = [], None
+    for mode in ("DEFAULT", "NONREF", "BIDIR"):  # DEFAULT first: its frames are the reference
+        s, out = timed(lambda u, mode=mode: decode_kept(u, wanted[u], mode), uris)
+        exact = exact or [got for _, got in out]
         diff = max(float(np.abs(got[i].astype(np.int16) - ref[i]).mean()) if i in got else float("inf")
                    for (_, got), ref in zip(out, exact) for i in ref)
         rows.append({"mode": mode, "s": s, "decoded": float(np.mean([n for n, _ in out])), "max_mean_diff": diff})

@@ -100,7 +100,7 @@ def main() -> None:
         after = best_of(lambda: mahalanobis_distance(maha, feats), args.repeats)
         gap = float(np.max(np.abs(einsum_mahalanobis(maha, feats) - mahalanobis_distance(maha, feats))))
         table.append((f"Mahalanobis distance x 2 (max difference {gap:.1e})", 2 * before, 2 * after))
-    if maha is not None:  # every actor builds the two Mahalanobis models of the domain check when it starts
+        # every actor builds the two Mahalanobis models of the domain check when it starts
         from sklearn.covariance import LedoitWolf
 
         from deepgen.evaluation.ood import mahalanobis_model

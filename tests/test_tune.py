@@ -168,13 +168,19 @@ def test_orphaned_placement_group_is_released(ray_session):
         ray.kill(alive)
 
 
+def _state_file(experiment: str) -> str | None:
+    """The newest experiment state file Tune has written, if any."""
+    files = sorted(glob.glob(os.path.join(experiment, "experiment_state-*.json")))
+    return files[-1] if files else None
+
+
 def _state_trials(experiment: str) -> dict[str, dict]:
     """Trial id -> {status, iterations} from the newest experiment state Tune has written (empty if none yet)."""
-    files = sorted(glob.glob(os.path.join(experiment, "experiment_state-*.json")))
-    if not files:
+    path = _state_file(experiment)
+    if path is None:
         return {}
     try:
-        with open(files[-1]) as f:
+        with open(path) as f:
             state = json.load(f)
     except (OSError, ValueError):  # being rewritten
         return {}
@@ -190,8 +196,8 @@ def _state_trials(experiment: str) -> dict[str, dict]:
 def _just_after_a_state_write(experiment: str, timeout: float = 10) -> None:
     """Return as soon as Tune has rewritten its experiment state and the new file reads whole."""
     def stamp():
-        files = sorted(glob.glob(os.path.join(experiment, "experiment_state-*.json")))
-        return os.stat(files[-1]).st_mtime_ns if files else None
+        path = _state_file(experiment)
+        return os.stat(path).st_mtime_ns if path else None
 
     first, deadline = stamp(), time.time() + timeout
     while time.time() < deadline and (stamp() == first or not _state_trials(experiment)):
